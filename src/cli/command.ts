@@ -1,0 +1,33 @@
+import type { ParseArgsConfig } from "node:util";
+import type { Config } from "../config.ts";
+import type { Pool } from "../db/pool.ts";
+import type { Logger } from "../log.ts";
+
+export interface CliContext {
+  config: Config;
+  logger: Logger;
+  /** A pool on the configured database (embedded one started or reused as needed); closed by main. */
+  pool(): Promise<Pool>;
+  /** Writes a line to stdout. */
+  print(text: string): void;
+}
+
+export interface ParsedArgs {
+  values: Record<string, string | boolean | undefined>;
+  positionals: string[];
+}
+
+/**
+ * One CLI command. `main.ts` parses argv with node:util parseArgs using
+ * `options`, prints `usage` for --help, and exits with what `run` returns.
+ * Throw SchedulerError (exitCode 2 for usage errors) for messages a person reads.
+ */
+export interface Command {
+  name: string;
+  summary: string;
+  usage: string;
+  options?: NonNullable<ParseArgsConfig["options"]>;
+  /** Sub-commands, e.g. `services list`; when present, `run` is not called. */
+  subcommands?: Command[];
+  run(ctx: CliContext, args: ParsedArgs): Promise<number>;
+}

@@ -1,0 +1,59 @@
+import os from "node:os";
+import path from "node:path";
+import { z } from "zod";
+import { SchedulerError } from "./errors.ts";
+
+const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+
+const jobList = z
+  .string()
+  .transform((text) => text.split(",").map((name) => name.trim()).filter((name) => name.length > 0))
+  .pipe(z.array(z.string().regex(/^[_a-zA-Z][_a-zA-Z0-9:/-]*$/, "a task name")));
+
+/** Every setting comes from the environment; this schema is the one list of them. */
+export const configSchema = z.object({
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, "a postgres:// connection string")
+    .optional(),
+  SCHEDULER_DATA_DIR: z.string().min(1).default(".data/postgres"),
+  SCHEDULER_EMBEDDED_PORT: integer(1, 65535).default(54329),
+  SCHEDULER_CRONTAB: z.string().min(1).default("./crontab"),
+  SCHEDULER_CONCURRENCY: integer(1, 100).default(4),
+  LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+  SCHEDULER_HOST: z.string().min(1).default(os.hostname()),
+  SCHEDULER_HISTORY_RETENTION_DAYS: integer(1, 3650).default(30),
+  SCHEDULER_BOOTSTRAP_JOBS: jobList.default(["cleanup_inactive_sessions"]),
+  SCHEDULER_CRONTAB_POLL_MS: integer(100, 60_000).default(1000),
+  SCHEDULER_SHUTDOWN_GRACE_MS: integer(0, 3_600_000).default(30_000),
+});
+
+export type Config = z.infer<typeof configSchema>;
+
+/**
+ * Reads the configuration. Every bad key is named in one error, with what it
+ * expects, so a person fixes them all in one go (the CLI exits 2).
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const relevant: Record<string, string> = {};
+  for (const key of Object.keys(configSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") relevant[key] = value;
+  }
+  const parsed = configSchema.safeParse(relevant);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((issue) => {
+      const key = String(issue.path[0] ?? "?");
+      return `  ${key}=${JSON.stringify(relevant[key] ?? "")}: ${issue.message}`;
+    });
+    throw new SchedulerError("invalid_config", `invalid configuration:\n${lines.join("\n")}`, {
+      hint: "set these environment variables to valid values (see the configuration table in README.md)",
+      exitCode: 2,
+    });
+  }
+  return parsed.data;
+}
+
+export function resolveFromCwd(file: string): string {
+  return path.resolve(process.cwd(), file);
+}

@@ -1,0 +1,80 @@
+import type { Queryable } from "../db/pool.ts";
+import type { JobResult } from "../jobs/types.ts";
+
+// The run history of scheduler.job_runs: one row per attempt, written in short
+// autocommit statements on the pool, never on the job's own connection, so a
+// cancelled or broken run still gets its row finished.
+
+const START_RUN = `
+insert into scheduler.job_runs (job_id, job_name, task, attempt, node_id, scheduled_for, dry_run, payload)
+values ($1, $2, $3, $4, $5, $6, $7, $8)
+returning id`;
+
+const FINISH_RUN = `
+update scheduler.job_runs
+set status = $2,
+    finished_at = clock_timestamp(),
+    duration_ms = greatest(0, round(extract(epoch from clock_timestamp() - started_at) * 1000))::int,
+    error = $3,
+    items_processed = $4,
+    items_failed = $5,
+    message = $6,
+    details = $7
+where id = $1 and status = 'running'`;
+
+const PRUNE_RUNS = `
+with doomed as (
+  select id from scheduler.job_runs
+  where started_at < now() - make_interval(days => $1) and status <> 'running'
+  order by id
+  limit $2
+)
+delete from scheduler.job_runs r using doomed where r.id = doomed.id`;
+
+export interface RunStart {
+  jobId: string | null;
+  jobName: string;
+  task: string;
+  attempt: number;
+  nodeId: string;
+  scheduledFor: Date | null;
+  dryRun: boolean;
+  payload: unknown;
+}
+
+export async function startRun(db: Queryable, run: RunStart): Promise<string> {
+  const { rows } = await db.query<{ id: string }>(START_RUN, [
+    run.jobId,
+    run.jobName,
+    run.task,
+    run.attempt,
+    run.nodeId,
+    run.scheduledFor,
+    run.dryRun,
+    JSON.stringify(run.payload ?? null),
+  ]);
+  return rows[0]!.id;
+}
+
+export async function finishRun(db: Queryable, runId: string, outcome: { status: "success" | "failed"; error?: string; result?: JobResult }): Promise<void> {
+  const result = outcome.result;
+  await db.query(FINISH_RUN, [
+    runId,
+    outcome.status,
+    outcome.error ?? null,
+    result?.itemsProcessed ?? 0,
+    result?.itemsFailed ?? 0,
+    result?.message ?? null,
+    result?.details ? JSON.stringify(result.details) : null,
+  ]);
+}
+
+/** Deletes finished runs older than the retention, in batches; returns how many. */
+export async function pruneRuns(db: Queryable, retentionDays: number, batchSize = 5000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rowCount } = await db.query(PRUNE_RUNS, [retentionDays, batchSize]);
+    total += rowCount ?? 0;
+    if ((rowCount ?? 0) < batchSize) return total;
+  }
+}

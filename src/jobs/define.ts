@@ -1,0 +1,193 @@
+import type { JobHelpers, Task } from "graphile-worker";
+import { z } from "zod";
+import type { Queryable } from "../db/pool.ts";
+import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
+import { finishRun, startRun } from "../history/runs.ts";
+import { defaultRuntime, type JobRuntime } from "./runtime.ts";
+import type { JobContext, JobResult } from "./types.ts";
+
+// The one wrapper every job runs through: payload validation, pause check, one
+// run at a time per task across all nodes, timeout that cancels the job's SQL,
+// a history row, logs and events. Job logic stays plain: SQL in, counts out.
+
+type Shape = z.ZodRawShape;
+export type PayloadOf<S extends Shape> = z.infer<z.ZodObject<S>> & { enforce: boolean };
+
+export interface JobDefinition<S extends Shape> {
+  /** The task identifier: the file name in tasks/ and the crontab's task. */
+  name: string;
+  description: string;
+  /** The job's own payload fields; `enforce` (dry run when false) is added for every job. */
+  payload: S;
+  /** Default 10 minutes. The run's SQL is cancelled when it is exceeded. */
+  timeoutMs?: number;
+  run(ctx: JobContext<PayloadOf<S>>): Promise<JobResult>;
+}
+
+export interface DefinedJob {
+  name: string;
+  description: string;
+  timeoutMs: number;
+  schema: z.ZodType;
+  run(ctx: JobContext<Record<string, unknown> & { enforce: boolean }>): Promise<JobResult>;
+  /** The graphile-worker task, using the default runtime (plain `npx graphile-worker`). */
+  task: Task;
+  /** The same task bound to a runtime of our runner. */
+  bind(runtime: JobRuntime): Task;
+}
+
+const DEFINITION = Symbol.for("systemprompt-scheduler.job-definition");
+
+export function defineJob<S extends Shape>(definition: JobDefinition<S>): DefinedJob {
+  if (!/^[_a-zA-Z][_a-zA-Z0-9:/-]*$/.test(definition.name)) {
+    throw new SchedulerError("bad_job_name", `job name '${definition.name}' is not a valid task identifier`, {
+      hint: "use letters, digits and underscores, starting with a letter or underscore",
+    });
+  }
+  const schema = z.strictObject({ ...definition.payload, enforce: z.boolean().default(true) });
+  const job: DefinedJob = {
+    name: definition.name,
+    description: definition.description,
+    timeoutMs: definition.timeoutMs ?? 10 * 60_000,
+    schema,
+    run: definition.run as DefinedJob["run"],
+    task: undefined as unknown as Task,
+    bind(runtime) {
+      const task: Task = (payload, helpers) => runJob(job, payload, helpers, runtime);
+      return Object.assign(task, { [DEFINITION]: job });
+    },
+  };
+  job.task = Object.assign((payload: unknown, helpers: JobHelpers) => runJob(job, payload, helpers, defaultRuntime()), { [DEFINITION]: job });
+  return job;
+}
+
+/** The job definition behind a task function, if it was made by defineJob. */
+export function definitionOf(task: unknown): DefinedJob | undefined {
+  return (task as { [DEFINITION]?: DefinedJob } | null)?.[DEFINITION];
+}
+
+/** Formats zod issues as "field: problem" for a person. */
+export function describePayloadErrors(jobName: string, error: z.ZodError): string {
+  const problems = error.issues.map((issue) => {
+    const field = issue.path.length > 0 ? issue.path.join(".") : "(payload)";
+    if (issue.code === "unrecognized_keys") return `unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
+    return `field '${field}': ${issue.message}`;
+  });
+  return `invalid payload for job '${jobName}': ${problems.join("; ")}`;
+}
+
+interface CronMeta {
+  ts?: string;
+}
+
+/** Splits the reserved keys graphile-worker's cron and our crontab loader add. */
+function splitPayload(raw: unknown): { fields: unknown; scheduledFor: Date | null; schedule: string | null } {
+  if (raw === null || raw === undefined) return { fields: {}, scheduledFor: null, schedule: null };
+  if (typeof raw !== "object" || Array.isArray(raw)) return { fields: raw, scheduledFor: null, schedule: null };
+  const { _cron, _schedule, ...fields } = raw as { _cron?: CronMeta; _schedule?: unknown } & Record<string, unknown>;
+  const scheduledFor = _cron?.ts ? new Date(_cron.ts) : null;
+  return { fields, scheduledFor, schedule: typeof _schedule === "string" ? _schedule : null };
+}
+
+const LOCK_POLL_MS = 500;
+
+async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers, runtime: JobRuntime): Promise<void> {
+  const { fields, scheduledFor, schedule } = splitPayload(rawPayload);
+  const jobName = schedule ?? job.name;
+  const logger = runtime.logger.child({ job: jobName, task: job.name, jobId: helpers.job.id, attempt: helpers.job.attempts });
+  const base = { jobName, task: job.name, jobId: helpers.job.id, nodeId: runtime.nodeId };
+
+  const paused = await helpers.query<{ job_name: string }>("select job_name from scheduler.paused_jobs where job_name = any($1::text[])", [[jobName, job.name]]);
+  if (paused.rows.length > 0) {
+    logger.info({ pausedAs: paused.rows[0]!.job_name }, "job is paused; run skipped");
+    runtime.events.emit("job:skipped", { ...base, reason: "paused" });
+    return;
+  }
+
+  const parsed = job.schema.safeParse(fields);
+  if (!parsed.success) {
+    const message = describePayloadErrors(jobName, parsed.error);
+    const runId = await startRun(helpers, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: false, payload: fields });
+    await finishRun(helpers, runId, { status: "failed", error: message });
+    // Retrying cannot fix a payload: make this attempt the last one.
+    await helpers.query("update graphile_worker._private_jobs set max_attempts = attempts where id = $1", [helpers.job.id]);
+    logger.error({ error: message }, "job failed permanently: invalid payload");
+    runtime.events.emit("job:failed", { ...base, error: message, permanent: true });
+    throw new PermanentJobError(message);
+  }
+  const payload = parsed.data as Record<string, unknown> & { enforce: boolean };
+
+  await helpers.withPgClient(async (client) => {
+    const lockKey = `systemprompt-scheduler:job:${job.name}`;
+    await acquireRunLock(client, lockKey, job, helpers.abortSignal);
+    const controller = new AbortController();
+    const timeoutError = new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${job.timeoutMs} ms and was cancelled`);
+    const timer = setTimeout(() => {
+      controller.abort(timeoutError);
+      helpers.query("select pg_cancel_backend($1)", [(client as unknown as { processID: number }).processID]).catch(() => {});
+    }, job.timeoutMs);
+    const db: Queryable = {
+      async query(text, values) {
+        if (controller.signal.aborted) throw timeoutError;
+        try {
+          return await client.query(text, values);
+        } catch (error) {
+          if (controller.signal.aborted) throw timeoutError;
+          throw error;
+        }
+      },
+    };
+    const started = Date.now();
+    let runId: string | undefined;
+    try {
+      runId = await startRun(helpers, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: !payload.enforce, payload });
+      runtime.events.emit("job:start", { ...base, runId });
+      const context: JobContext<typeof payload> = {
+        payload,
+        enforce: payload.enforce,
+        db,
+        logger,
+        signal: controller.signal,
+        jobName,
+        task: job.name,
+        jobId: helpers.job.id,
+        attempt: helpers.job.attempts,
+        scheduledFor,
+        nodeId: runtime.nodeId,
+      };
+      const result = await job.run(context);
+      clearTimeout(timer);
+      await finishRun(helpers, runId, { status: "success", result });
+      const durationMs = Date.now() - started;
+      logger.info({ itemsProcessed: result.itemsProcessed, itemsFailed: result.itemsFailed, durationMs, dryRun: !payload.enforce, details: result.details }, result.message);
+      runtime.events.emit("job:success", { ...base, runId, result, durationMs });
+    } catch (error) {
+      clearTimeout(timer);
+      const message = errorMessage(error);
+      if (runId) await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      logger.error({ error: message, durationMs: Date.now() - started }, "job failed");
+      runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });
+      throw error;
+    } finally {
+      await client.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]).catch(() => {});
+    }
+  });
+}
+
+/**
+ * One run of a task at a time, on any node: cron entries and our CLI also put a
+ * task's runs in one graphile-worker queue, but a bare `add_job()` from SQL does
+ * not, so the session lock is what guarantees it. Waits (bounded by the job's
+ * timeout) rather than failing, so the waiting run happens right after.
+ */
+async function acquireRunLock(client: Queryable, lockKey: string, job: DefinedJob, shutdown: AbortSignal): Promise<void> {
+  const deadline = Date.now() + job.timeoutMs;
+  for (;;) {
+    const { rows } = await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtextextended($1, 0)) as ok", [lockKey]);
+    if (rows[0]?.ok) return;
+    if (shutdown.aborted || Date.now() > deadline) {
+      throw new SchedulerError("job_busy", `another run of '${job.name}' is still in progress; this run will be retried`);
+    }
+    await new Promise((resolve) => setTimeout(resolve, LOCK_POLL_MS));
+  }
+}

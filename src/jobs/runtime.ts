@@ -1,0 +1,25 @@
+import { EventEmitter } from "node:events";
+import os from "node:os";
+import { createLogger, type Logger } from "../log.ts";
+
+/**
+ * What a running job needs from the process around it. Our runner binds its own;
+ * under plain `npx graphile-worker` the default one below is used.
+ */
+export interface JobRuntime {
+  logger: Logger;
+  nodeId: string;
+  /** job:start, job:success, job:failed, job:skipped: see src/runner/start.ts for payloads. */
+  events: EventEmitter;
+}
+
+let fallback: JobRuntime | undefined;
+
+export function defaultRuntime(): JobRuntime {
+  fallback ??= {
+    logger: createLogger(process.env.LOG_LEVEL || "info"),
+    nodeId: `${os.hostname()}:${process.pid}`,
+    events: new EventEmitter(),
+  };
+  return fallback;
+}

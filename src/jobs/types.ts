@@ -1,0 +1,30 @@
+import type { Queryable } from "../db/pool.ts";
+import type { Logger } from "../log.ts";
+
+export type JobStatus = "running" | "success" | "failed" | "abandoned";
+
+/** What every job returns (the original's `JobResult`); `details` lands in the history row. */
+export interface JobResult {
+  itemsProcessed: number;
+  itemsFailed: number;
+  message: string;
+  details?: Record<string, unknown>;
+}
+
+export interface JobContext<P> {
+  /** The validated payload (with `enforce`). */
+  payload: P;
+  /** False for a dry run (`{"enforce": false}`): report what would change, change nothing. */
+  enforce: boolean;
+  /** This run's own connection. Every query is cancelled when the run times out. */
+  db: Queryable;
+  logger: Logger;
+  /** Aborted when the run exceeds its timeout. */
+  signal: AbortSignal;
+  jobName: string;
+  task: string;
+  jobId: string | null;
+  attempt: number;
+  scheduledFor: Date | null;
+  nodeId: string;
+}

@@ -1,0 +1,43 @@
+import { Logger as GraphileLogger, type LogLevel } from "graphile-worker";
+import pino, { type Logger } from "pino";
+
+export type { Logger };
+
+/**
+ * JSON logs for machines; readable lines when a person watches a terminal.
+ * Logs go to stderr so that `--json` output on stdout stays parseable.
+ */
+export function createLogger(level: string = "info", pretty = process.stderr.isTTY === true): Logger {
+  if (pretty) {
+    return pino({
+      level,
+      transport: { target: "pino-pretty", options: { destination: 2, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" } },
+    });
+  }
+  return pino({ level }, pino.destination({ dest: 2, sync: true }));
+}
+
+const levels: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {
+  error: "error",
+  warning: "warn",
+  info: "info",
+  debug: "debug",
+};
+
+/** graphile-worker's logs, through our pino logger, with its scope as fields. */
+export function graphileLoggerFor(logger: Logger): GraphileLogger {
+  return new GraphileLogger((scope) => {
+    const child = logger.child({ component: "graphile-worker", ...compactScope(scope) });
+    return (level, message, meta) => {
+      const method = levels[level] ?? "info";
+      if (meta && typeof meta === "object" && "error" in meta) child[method]({ err: (meta as { error: unknown }).error }, message);
+      else child[method](message);
+    };
+  });
+}
+
+function compactScope(scope: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(scope)) if (value !== undefined) out[key] = value;
+  return out;
+}
