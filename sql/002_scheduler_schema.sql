@@ -96,6 +96,14 @@ create function scheduler.resume_job(p_job_name text) returns boolean language s
   delete from scheduler.paused_jobs where job_name = p_job_name returning true;
 $$;
 
+-- Bootstrap jobs (run once when a node starts): the last time one was queued, so that
+-- nodes starting together queue it once.
+create table scheduler.bootstrap_runs (
+  job_name text primary key,
+  queued_at timestamptz not null,
+  queued_by text
+);
+
 -- Scheduler processes (one per `start`). Heartbeats and rescue build on this table.
 create table scheduler.nodes (
   node_id text primary key,

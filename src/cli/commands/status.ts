@@ -1,0 +1,44 @@
+import type { Command } from "../command.ts";
+import { renderTable, toJson } from "../table.ts";
+
+export const statusCommand: Command = {
+  name: "status",
+  summary: "every scheduled job with its last and next run, and the live nodes",
+  usage: "systemprompt-scheduler status [--json]",
+  options: { json: { type: "boolean" } },
+  async run(ctx, args) {
+    const pool = await ctx.pool();
+    const { rows } = await pool.query(
+      `select job_name, task, schedule, enabled, last_run, last_status, next_run, run_count, success_count, failure_count,
+              last_duration_ms, last_error, description
+       from scheduled_jobs order by job_name`,
+    );
+    const nodes = await pool.query(
+      `select node_id, host, last_heartbeat_at from scheduler.nodes
+       where stopped_at is null and last_heartbeat_at > now() - interval '30 seconds' order by node_id`,
+    );
+    if (args.values.json) {
+      ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows }));
+      return 0;
+    }
+    ctx.print(
+      renderTable(
+        rows.map((row) => ({ ...row, enabled: row.enabled ? "yes" : "PAUSED", runs: `${row.run_count} (${row.failure_count} failed)` })),
+        [
+          { key: "job_name", header: "JOB" },
+          { key: "schedule", header: "SCHEDULE" },
+          { key: "enabled", header: "ENABLED" },
+          { key: "last_run", header: "LAST RUN" },
+          { key: "last_status", header: "STATUS" },
+          { key: "last_duration_ms", header: "MS" },
+          { key: "next_run", header: "NEXT RUN" },
+          { key: "runs", header: "RUNS" },
+        ],
+      ),
+    );
+    const failing = rows.filter((row) => row.last_error);
+    for (const row of failing) ctx.print(`\n${row.job_name}: last error: ${row.last_error}`);
+    ctx.print(`\nlive nodes: ${nodes.rows.length === 0 ? "none (start one with `systemprompt-scheduler start`)" : nodes.rows.map((node) => node.node_id).join(", ")}`);
+    return 0;
+  },
+};

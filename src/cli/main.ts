@@ -1,0 +1,98 @@
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { parseArgs } from "node:util";
+import { loadConfig, type Config } from "../config.ts";
+import { resolveDatabase, type DatabaseTarget } from "../db/connect.ts";
+import { createPool, type Pool } from "../db/pool.ts";
+import { errorMessage, SchedulerError } from "../errors.ts";
+import { createLogger } from "../log.ts";
+import type { CliContext, Command } from "./command.ts";
+import { historyCommand } from "./commands/history.ts";
+import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
+import { migrateCommand } from "./commands/migrate.ts";
+import { startCommand } from "./commands/start.ts";
+import { statusCommand } from "./commands/status.ts";
+
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, migrateCommand];
+
+function overview(): string {
+  const width = Math.max(...commands.map((command) => command.name.length));
+  return [
+    "systemprompt-scheduler: Postgres-native scheduler for the platform's maintenance and security jobs",
+    "",
+    "usage: systemprompt-scheduler COMMAND [options]   (COMMAND --help for its options)",
+    "",
+    ...commands.map((command) => `  ${command.name.padEnd(width)}  ${command.summary}`),
+    "",
+    "Configuration comes from the environment (DATABASE_URL, SCHEDULER_*, LOG_LEVEL): see README.md.",
+  ].join("\n");
+}
+
+function usageError(message: string, usage: string): SchedulerError {
+  return new SchedulerError("usage", `${message}\n\n${usage}`, { exitCode: 2 });
+}
+
+/** Finds the command (and sub-command) named by argv; returns it with the remaining args. */
+function pick(argv: string[]): { command: Command; rest: string[] } | null {
+  const [name, ...rest] = argv;
+  let command = commands.find((candidate) => candidate.name === name);
+  if (!command) return null;
+  while (command.subcommands && rest[0] && !rest[0].startsWith("-")) {
+    const sub: Command | undefined = command.subcommands.find((candidate) => candidate.name === rest[0]);
+    if (!sub) throw usageError(`unknown sub-command '${rest[0]}' of '${command.name}'`, command.usage);
+    rest.shift();
+    command = sub;
+  }
+  return { command, rest };
+}
+
+export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.env): Promise<number> {
+  if (argv.length === 0 || argv[0] === "--help" || argv[0] === "-h" || argv[0] === "help") {
+    console.log(overview());
+    return argv.length === 0 ? 2 : 0;
+  }
+  let database: DatabaseTarget | undefined;
+  let pool: Pool | undefined;
+  try {
+    const picked = pick(argv);
+    if (!picked) throw usageError(`unknown command '${argv[0]}'`, overview());
+    const { command, rest } = picked;
+    let parsed;
+    try {
+      parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
+    } catch (error) {
+      throw usageError((error as Error).message, command.usage);
+    }
+    if (parsed.values.help || (command.subcommands && !command.run)) {
+      console.log(command.usage);
+      return 0;
+    }
+    const config: Config = loadConfig(env);
+    // Commands other than start log only problems, unless LOG_LEVEL says otherwise.
+    const logger = createLogger(command === startCommand || env.LOG_LEVEL ? config.LOG_LEVEL : "warn");
+    const ctx: CliContext = {
+      config,
+      logger,
+      async pool() {
+        if (!pool) {
+          database = await resolveDatabase(config, logger);
+          pool = createPool(database.connectionString, { max: 4, logger });
+        }
+        return pool;
+      },
+      print: (text) => console.log(text),
+    };
+    return await command.run(ctx, { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals });
+  } catch (error) {
+    console.error(`error: ${errorMessage(error)}`);
+    return error instanceof SchedulerError ? error.exitCode : 1;
+  } finally {
+    await pool?.end().catch(() => {});
+    await database?.release();
+  }
+}
+
+const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
+if (invokedDirectly) {
+  process.exitCode = await runCli(process.argv.slice(2));
+}

@@ -1,0 +1,270 @@
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import path from "node:path";
+import { run, type ParsedCronItem, type Runner, type WorkerEvents } from "graphile-worker";
+import { loadConfig } from "../config.ts";
+import { createPool, waitForDatabase, type Pool } from "../db/pool.ts";
+import { migrate } from "../db/migrate.ts";
+import { projectRoot, readSql } from "../db/sql-file.ts";
+import { SchedulerError } from "../errors.ts";
+import { createLogger, graphileLoggerFor, type Logger } from "../log.ts";
+import { parseCrontabOrThrow, type CrontabEntry } from "../crontab/parse.ts";
+import { publishSchedules } from "../crontab/sync.ts";
+import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
+import type { DefinedJob } from "../jobs/define.ts";
+import type { JobRuntime } from "../jobs/runtime.ts";
+import { pruneRuns } from "../history/runs.ts";
+import { waitForRun, type FinishedRun } from "../history/wait.ts";
+import { deregisterNode, heartbeat, newNodeId, recordWorkerPool, registerNode } from "../cluster/nodes.ts";
+import { enqueueJob } from "./enqueue.ts";
+import { loadTasks } from "./tasks.ts";
+
+const claimBootstrap = readSql(import.meta.url, "bootstrap.sql");
+const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
+
+export interface SchedulerOptions {
+  /** An existing pool (the application's); otherwise `connectionString` (or DATABASE_URL) is used. */
+  pool?: Pool;
+  connectionString?: string;
+  /** Job definitions to run beside (or instead of) the task files. */
+  jobs?: DefinedJob[];
+  /** Folder of task files; default this package's tasks/. `null` for none. */
+  taskDirectory?: string | null;
+  /** Crontab text. When given, `crontabPath` is not read or watched. */
+  crontab?: string;
+  /** Crontab file, watched for edits; default SCHEDULER_CRONTAB. */
+  crontabPath?: string;
+  concurrency?: number;
+  host?: string;
+  nodeId?: string;
+  logger?: Logger;
+  /** Jobs queued once when the node starts; default SCHEDULER_BOOTSTRAP_JOBS. */
+  bootstrapJobs?: string[];
+  historyRetentionDays?: number;
+  /** How long stop() lets running jobs finish before it cancels them. */
+  shutdownGraceMs?: number;
+  crontabPollMs?: number;
+  heartbeatMs?: number;
+  /** Extra graphile-worker `preset.worker` options (e.g. localQueue). */
+  workerPreset?: Record<string, unknown>;
+}
+
+export interface RunJobOptions {
+  wait?: boolean;
+  timeoutMs?: number;
+}
+
+export interface SchedulerHandle {
+  nodeId: string;
+  host: string;
+  /** job:start, job:success, job:failed, job:skipped, crontab:reloaded, stopped. */
+  events: EventEmitter;
+  pool: Pool;
+  /** Queues a run of a task now; with `wait`, resolves with its finished history row. */
+  runJob(task: string, payload?: Record<string, unknown>, options?: RunJobOptions): Promise<{ jobId: string; run?: FinishedRun }>;
+  /** Re-reads the crontab file now (it is also polled). */
+  reloadCrontab(): Promise<CrontabEntry[] | null>;
+  schedules(): CrontabEntry[];
+  stop(): Promise<void>;
+  /** Settles when the scheduler has stopped. */
+  done: Promise<void>;
+}
+
+/**
+ * Starts a scheduler node: migrations, task files and extra jobs, the validated crontab,
+ * graphile-worker's runner, and the node's own loops (heartbeat, history pruning,
+ * crontab reload). Signals are the caller's business: call stop().
+ */
+export async function startScheduler(options: SchedulerOptions = {}): Promise<SchedulerHandle> {
+  const config = loadConfig();
+  const logger = options.logger ?? createLogger(config.LOG_LEVEL);
+  const host = options.host ?? config.SCHEDULER_HOST;
+  const nodeId = options.nodeId ?? newNodeId(host);
+  const log = logger.child({ node: nodeId });
+
+  const connectionString = options.connectionString ?? config.DATABASE_URL;
+  if (!options.pool && !connectionString) {
+    throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL" });
+  }
+  const concurrency = options.concurrency ?? config.SCHEDULER_CONCURRENCY;
+  if (!options.pool) await waitForDatabase(connectionString!);
+  const pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log });
+  const ownsPool = !options.pool;
+
+  try {
+    await migrate(pool, log);
+  } catch (error) {
+    if (ownsPool) await pool.end();
+    throw error;
+  }
+
+  const events = new EventEmitter();
+  const runtime: JobRuntime = { logger: log, nodeId, events };
+  const taskDirectory = options.taskDirectory === undefined ? path.join(projectRoot, "tasks") : options.taskDirectory;
+  const { taskList, jobs } = await loadTasks(taskDirectory, options.jobs ?? [], runtime);
+  const knownTasks = new Set(Object.keys(taskList));
+
+  const crontabPath = options.crontab === undefined ? path.resolve(options.crontabPath ?? config.SCHEDULER_CRONTAB) : null;
+  let crontabText = options.crontab ?? "";
+  if (crontabPath) {
+    try {
+      crontabText = fs.readFileSync(crontabPath, "utf8");
+    } catch (error) {
+      throw new SchedulerError("crontab_missing", `cannot read crontab ${crontabPath}: ${(error as Error).message}`, {
+        hint: "create the file (an empty one disables cron) or set SCHEDULER_CRONTAB to its path",
+        exitCode: 2,
+      });
+    }
+  }
+  let entries = parseCrontabOrThrow(crontabText, crontabPath ?? "(crontab option)", knownTasks);
+  const liveItems: ParsedCronItem[] = entries.map((entry) => entry.item);
+
+  const bootstrapJobs = options.bootstrapJobs ?? config.SCHEDULER_BOOTSTRAP_JOBS;
+  for (const name of bootstrapJobs) {
+    if (!knownTasks.has(name)) {
+      throw new SchedulerError("unknown_bootstrap_job", `bootstrap job '${name}' has no task`, {
+        hint: `set SCHEDULER_BOOTSTRAP_JOBS to names among: ${[...knownTasks].sort().join(", ")}`,
+        exitCode: 2,
+      });
+    }
+  }
+
+  await registerNode(pool, { nodeId, host, version });
+  await publishSchedules(pool, entries, nodeId);
+
+  const workerEvents = new EventEmitter() as WorkerEvents;
+  workerEvents.on("pool:create", ({ workerPool }) => {
+    recordWorkerPool(pool, nodeId, workerPool.id).catch((error: unknown) => log.warn({ err: error }, "could not record the worker pool id"));
+  });
+
+  const runner: Runner = await run(
+    {
+      pgPool: pool,
+      noHandleSignals: true,
+      logger: graphileLoggerFor(log),
+      events: workerEvents,
+      preset: {
+        worker: {
+          concurrentJobs: concurrency,
+          // graphile-worker 0.17+ batches completions; a job finishing during shutdown
+          // would otherwise stay locked for 4 hours.
+          completeJobBatchDelay: 0,
+          failJobBatchDelay: 0,
+          ...options.workerPreset,
+        },
+      },
+    },
+    taskList,
+    liveItems,
+  );
+
+  for (const name of bootstrapJobs) {
+    const { rows } = await pool.query(claimBootstrap, [name, nodeId]);
+    if (rows.length > 0) {
+      const jobId = await enqueueJob(pool, name, {});
+      log.info({ job: name, jobId }, "bootstrap job queued");
+    }
+  }
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, fn: () => Promise<unknown>) => {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      fn()
+        .catch((error: unknown) => log.warn({ err: error }, `${what} failed; will retry`))
+        .finally(() => (busy = false));
+    }, ms);
+    timers.push(timer);
+  };
+  const retentionDays = options.historyRetentionDays ?? config.SCHEDULER_HISTORY_RETENTION_DAYS;
+  const prune = async () => {
+    const removed = await pruneRuns(pool, retentionDays);
+    if (removed > 0) log.info({ removed, retentionDays }, "pruned old run history");
+  };
+  every(options.heartbeatMs ?? 5000, "heartbeat", () => heartbeat(pool, nodeId));
+  every(3_600_000, "history pruning", prune);
+  prune().catch((error: unknown) => log.warn({ err: error }, "history pruning failed"));
+
+  let watcher: CrontabWatcher | null = null;
+  const onChange = async (next: CrontabEntry[]) => {
+    entries = next;
+    await publishSchedules(pool, next, nodeId);
+    events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
+  };
+  if (crontabPath) {
+    watcher = watchCrontab({
+      path: crontabPath,
+      initialText: crontabText,
+      knownTasks,
+      liveItems,
+      intervalMs: options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS,
+      logger: log,
+      onChange,
+    });
+  }
+
+  log.info({ host, concurrency, tasks: [...knownTasks].sort(), crontab: crontabPath, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
+
+  let stopping: Promise<void> | null = null;
+  const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
+  const stop = () => {
+    stopping ??= (async () => {
+      watcher?.stop();
+      for (const timer of timers) clearInterval(timer);
+      log.info({ graceMs: shutdownGraceMs }, "stopping: letting running jobs finish");
+      const graceful = runner.stop().then(() => "stopped" as const, (error: unknown) => {
+        log.warn({ err: error }, "graceful stop reported an error");
+        return "stopped" as const;
+      });
+      let graceTimer: NodeJS.Timeout | undefined;
+      const outcome = await Promise.race([graceful, new Promise<"timeout">((resolve) => (graceTimer = setTimeout(() => resolve("timeout"), shutdownGraceMs)))]);
+      clearTimeout(graceTimer);
+      if (outcome === "timeout") {
+        log.warn({ graceMs: shutdownGraceMs }, "running jobs did not finish in time; cancelling them (they will be retried)");
+        await runner.kill().catch(() => {});
+        await pool
+          .query("update scheduler.job_runs set status = 'abandoned', finished_at = now(), error = 'cancelled at node shutdown' where node_id = $1 and status = 'running'", [nodeId])
+          .catch(() => {});
+      }
+      await deregisterNode(pool, nodeId).catch((error: unknown) => log.warn({ err: error }, "could not deregister the node"));
+      if (ownsPool) await pool.end();
+      log.info("scheduler stopped");
+      events.emit("stopped");
+    })();
+    return stopping;
+  };
+
+  const done = runner.promise.then(
+    () => undefined,
+    (error: unknown) => {
+      log.error({ err: error }, "the worker stopped with an error");
+      throw error;
+    },
+  );
+
+  return {
+    nodeId,
+    host,
+    events,
+    pool,
+    async runJob(task, payload = {}, runOptions = {}) {
+      if (!knownTasks.has(task)) {
+        throw new SchedulerError("unknown_job", `no job named '${task}'`, { hint: `known jobs: ${[...knownTasks].sort().join(", ")}` });
+      }
+      const job = jobs.get(task);
+      if (job) {
+        const parsed = job.schema.safeParse(payload);
+        if (!parsed.success) throw new SchedulerError("invalid_payload", parsed.error.issues.map((issue) => `${issue.path.join(".") || "(payload)"}: ${issue.message}`).join("; "), { exitCode: 2 });
+      }
+      const jobId = await enqueueJob(pool, task, payload);
+      if (!runOptions.wait) return { jobId };
+      return { jobId, run: await waitForRun(pool, jobId, runOptions.timeoutMs ?? 600_000) };
+    },
+    reloadCrontab: () => (watcher ? watcher.check() : Promise.resolve(null)),
+    schedules: () => entries,
+    stop,
+    done,
+  };
+}
