@@ -122,17 +122,22 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
     await acquireRunLock(client, lockKey, job, helpers.abortSignal);
     const controller = new AbortController();
     const timeoutError = new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${job.timeoutMs} ms and was cancelled`);
-    const timer = setTimeout(() => {
-      controller.abort(timeoutError);
+    const cancel = (reason: SchedulerError) => {
+      if (controller.signal.aborted) return;
+      controller.abort(reason);
       helpers.query("select pg_cancel_backend($1)", [(client as unknown as { processID: number }).processID]).catch(() => {});
-    }, job.timeoutMs);
+    };
+    const timer = setTimeout(() => cancel(timeoutError), job.timeoutMs);
+    const onShutdown = () => cancel(new SchedulerError("job_cancelled", `job '${jobName}' was cancelled: its node is shutting down and the grace period ended; it will be retried`));
+    runtime.cancelAll?.addEventListener("abort", onShutdown);
+    if (runtime.cancelAll?.aborted) onShutdown();
     const db: Queryable = {
       async query(text, values) {
-        if (controller.signal.aborted) throw timeoutError;
+        if (controller.signal.aborted) throw controller.signal.reason;
         try {
           return await client.query(text, values);
         } catch (error) {
-          if (controller.signal.aborted) throw timeoutError;
+          if (controller.signal.aborted) throw controller.signal.reason;
           throw error;
         }
       },
@@ -169,6 +174,7 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });
       throw error;
     } finally {
+      runtime.cancelAll?.removeEventListener("abort", onShutdown);
       await client.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]).catch(() => {});
     }
   });

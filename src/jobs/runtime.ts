@@ -11,6 +11,8 @@ export interface JobRuntime {
   nodeId: string;
   /** job:start, job:success, job:failed, job:skipped: see src/runner/start.ts for payloads. */
   events: EventEmitter;
+  /** Aborted when the node gives up waiting for running jobs at shutdown: their SQL is cancelled. */
+  cancelAll?: AbortSignal;
 }
 
 let fallback: JobRuntime | undefined;

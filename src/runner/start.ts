@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
-import { run, type ParsedCronItem, type Runner, type WorkerEvents } from "graphile-worker";
+import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPool } from "graphile-worker";
 import { loadConfig } from "../config.ts";
 import { createPool, waitForDatabase, type Pool } from "../db/pool.ts";
 import { migrate } from "../db/migrate.ts";
@@ -99,7 +99,8 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   }
 
   const events = new EventEmitter();
-  const runtime: JobRuntime = { logger: log, nodeId, events };
+  const cancelJobs = new AbortController();
+  const runtime: JobRuntime = { logger: log, nodeId, events, cancelAll: cancelJobs.signal };
   const taskDirectory = options.taskDirectory === undefined ? path.join(projectRoot, "tasks") : options.taskDirectory;
   const { taskList, jobs } = await loadTasks(taskDirectory, options.jobs ?? [], runtime);
   const knownTasks = new Set(Object.keys(taskList));
@@ -133,8 +134,10 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   await publishSchedules(pool, entries, nodeId);
 
   const workerEvents = new EventEmitter() as WorkerEvents;
-  workerEvents.on("pool:create", ({ workerPool }) => {
-    recordWorkerPool(pool, nodeId, workerPool.id).catch((error: unknown) => log.warn({ err: error }, "could not record the worker pool id"));
+  let workerPool: WorkerPool | undefined;
+  workerEvents.on("pool:create", ({ workerPool: created }) => {
+    workerPool = created;
+    recordWorkerPool(pool, nodeId, created.id).catch((error: unknown) => log.warn({ err: error }, "could not record the worker pool id"));
   });
 
   const runner: Runner = await run(
@@ -218,15 +221,24 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
         log.warn({ err: error }, "graceful stop reported an error");
         return "stopped" as const;
       });
-      let graceTimer: NodeJS.Timeout | undefined;
-      const outcome = await Promise.race([graceful, new Promise<"timeout">((resolve) => (graceTimer = setTimeout(() => resolve("timeout"), shutdownGraceMs)))]);
-      clearTimeout(graceTimer);
-      if (outcome === "timeout") {
+      const within = async (ms: number) => {
+        let timer: NodeJS.Timeout | undefined;
+        const outcome = await Promise.race([graceful, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]);
+        clearTimeout(timer);
+        return outcome;
+      };
+      if ((await within(shutdownGraceMs)) === "timeout") {
+        // Cancel the jobs' SQL: each run fails with a clear error, graphile-worker
+        // releases it for a retry, and the graceful stop completes.
         log.warn({ graceMs: shutdownGraceMs }, "running jobs did not finish in time; cancelling them (they will be retried)");
-        await runner.kill().catch(() => {});
-        await pool
-          .query("update scheduler.job_runs set status = 'abandoned', finished_at = now(), error = 'cancelled at node shutdown' where node_id = $1 and status = 'running'", [nodeId])
-          .catch(() => {});
+        cancelJobs.abort();
+        if ((await within(10_000)) === "timeout") {
+          log.error("jobs ignored cancellation; forcing the worker pool down");
+          await Promise.resolve(workerPool?.forcefulShutdown("node shutdown: grace period over")).catch(() => {});
+          await pool
+            .query("update scheduler.job_runs set status = 'abandoned', finished_at = now(), error = 'cancelled at node shutdown' where node_id = $1 and status = 'running'", [nodeId])
+            .catch(() => {});
+        }
       }
       await deregisterNode(pool, nodeId).catch((error: unknown) => log.warn({ err: error }, "could not deregister the node"));
       if (ownsPool) await pool.end();
