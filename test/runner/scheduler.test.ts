@@ -25,9 +25,6 @@ const slowJob = defineJob({
 });
 
 const running: SchedulerHandle[] = [];
-after(async () => {
-  await Promise.all(running.map((handle) => handle.stop()));
-});
 
 async function start(options: SchedulerOptions = {}): Promise<SchedulerHandle> {
   const handle = await startScheduler({
@@ -51,6 +48,10 @@ async function runsOf(task: string) {
 }
 
 describe("scheduler runner", () => {
+  after(async () => {
+    await Promise.all(running.map((handle) => handle.stop()));
+  });
+
   it("refuses to start on a crontab naming a task that has no task file, naming the line", async () => {
     await assert.rejects(
       () => start({ crontab: "# ok\n*/5 * * * * cleanup_inactive_sessions\n0 * * * * not_a_task" }),
