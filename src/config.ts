@@ -19,6 +19,8 @@ export const configSchema = z.object({
   SCHEDULER_DATA_DIR: z.string().min(1).default(".data/postgres"),
   SCHEDULER_EMBEDDED_PORT: integer(1, 65535).default(54329),
   SCHEDULER_CRONTAB: z.string().min(1).default("./crontab"),
+  /** Folder of task files; default this package's tasks/. */
+  SCHEDULER_TASKS_DIR: z.string().min(1).optional(),
   SCHEDULER_CONCURRENCY: integer(1, 100).default(4),
   LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
   SCHEDULER_HOST: z.string().min(1).default(os.hostname()),

@@ -101,7 +101,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   const events = new EventEmitter();
   const cancelJobs = new AbortController();
   const runtime: JobRuntime = { logger: log, nodeId, events, cancelAll: cancelJobs.signal };
-  const taskDirectory = options.taskDirectory === undefined ? path.join(projectRoot, "tasks") : options.taskDirectory;
+  const taskDirectory = options.taskDirectory === undefined ? path.resolve(config.SCHEDULER_TASKS_DIR ?? path.join(projectRoot, "tasks")) : options.taskDirectory;
   const { taskList, jobs } = await loadTasks(taskDirectory, options.jobs ?? [], runtime);
   const knownTasks = new Set(Object.keys(taskList));
 

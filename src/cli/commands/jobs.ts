@@ -9,15 +9,16 @@ import { waitForRun } from "../../history/wait.ts";
 import type { CliContext, Command } from "../command.ts";
 import { toJson } from "../table.ts";
 
-async function knownJobs(): Promise<{ names: Set<string>; jobs: Map<string, DefinedJob> }> {
-  const { taskList, jobs } = await loadTasks(path.join(projectRoot, "tasks"), [], defaultRuntime());
+async function knownJobs(ctx: CliContext): Promise<{ names: Set<string>; jobs: Map<string, DefinedJob> }> {
+  const directory = path.resolve(ctx.config.SCHEDULER_TASKS_DIR ?? path.join(projectRoot, "tasks"));
+  const { taskList, jobs } = await loadTasks(directory, [], defaultRuntime());
   return { names: new Set(Object.keys(taskList)), jobs };
 }
 
 /** A job name is a task, or a crontab entry's identifier as published by a node. */
 async function resolveJobName(ctx: CliContext, name: string | undefined, command: string): Promise<{ name: string; task: string }> {
   if (!name) throw new SchedulerError("usage", `${command} needs a job name`, { hint: `systemprompt-scheduler ${command} JOB (see \`status\` for names)`, exitCode: 2 });
-  const { names } = await knownJobs();
+  const { names } = await knownJobs(ctx);
   if (names.has(name)) return { name, task: name };
   const { rows } = await (await ctx.pool()).query<{ task: string }>("select task from scheduler.schedules where job_name = $1", [name]);
   if (rows[0]) return { name, task: rows[0].task };
@@ -45,7 +46,7 @@ export const runCommand: Command = {
         throw new SchedulerError("bad_payload_json", "--payload must be a JSON object", { exitCode: 2 });
       }
     }
-    const { jobs } = await knownJobs();
+    const { jobs } = await knownJobs(ctx);
     const job = jobs.get(task);
     if (job) {
       const parsed = job.schema.safeParse(payload);
