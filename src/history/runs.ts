@@ -1,5 +1,9 @@
 import type { Queryable } from "../db/pool.ts";
+import { readSql } from "../db/sql-file.ts";
 import type { JobResult } from "../jobs/types.ts";
+
+const CLAIM_RUN = readSql(import.meta.url, "claim_run.sql");
+const FINISH_RUN_AND_UNLOCK = readSql(import.meta.url, "finish_run_unlock.sql");
 
 // The run history of scheduler.job_runs: one row per attempt, written in short
 // autocommit statements on the pool, never on the job's own connection, so a
@@ -77,4 +81,44 @@ export async function pruneRuns(db: Queryable, retentionDays: number, batchSize 
     total += rowCount ?? 0;
     if ((rowCount ?? 0) < batchSize) return total;
   }
+}
+
+export type Claim = { locked: boolean; pausedAs: string | null; runId: string | null };
+
+/**
+ * On the job's own connection: the task's run lock, the pause check and the
+ * 'running' row in one statement. `runId` is set only when locked and not paused;
+ * a paused claim may still hold the lock (release it with releaseRunLock).
+ */
+export async function claimRun(db: Queryable, lockKey: string, run: RunStart): Promise<Claim> {
+  const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null }>(CLAIM_RUN, [
+    lockKey,
+    [run.jobName, run.task],
+    run.jobId,
+    run.jobName,
+    run.task,
+    run.attempt,
+    run.nodeId,
+    run.scheduledFor,
+    run.dryRun,
+    JSON.stringify(run.payload ?? null),
+  ]);
+  const row = rows[0]!;
+  return { locked: row.locked, pausedAs: row.paused_as, runId: row.run_id };
+}
+
+/** The happy path's last statement: the run's success and the lock's release together. */
+export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: string, result: JobResult): Promise<void> {
+  await db.query(FINISH_RUN_AND_UNLOCK, [
+    runId,
+    result.itemsProcessed,
+    result.itemsFailed,
+    result.message,
+    result.details ? JSON.stringify(result.details) : null,
+    lockKey,
+  ]);
+}
+
+export async function releaseRunLock(db: Queryable, lockKey: string): Promise<void> {
+  await db.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]);
 }

@@ -2,7 +2,7 @@ import type { JobHelpers, Task } from "graphile-worker";
 import { z } from "zod";
 import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
-import { finishRun, startRun } from "../history/runs.ts";
+import { claimRun, finishRun, finishRunAndUnlock, releaseRunLock, startRun, type Claim, type RunStart } from "../history/runs.ts";
 import { defaultRuntime, type JobRuntime } from "./runtime.ts";
 import type { JobContext, JobResult } from "./types.ts";
 
@@ -96,18 +96,12 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
   const jobName = schedule ?? job.name;
   const logger = runtime.logger.child({ job: jobName, task: job.name, jobId: helpers.job.id, attempt: helpers.job.attempts });
   const base = { jobName, task: job.name, jobId: helpers.job.id, nodeId: runtime.nodeId };
-
-  const paused = await helpers.query<{ job_name: string }>("select job_name from scheduler.paused_jobs where job_name = any($1::text[])", [[jobName, job.name]]);
-  if (paused.rows.length > 0) {
-    logger.info({ pausedAs: paused.rows[0]!.job_name }, "job is paused; run skipped");
-    runtime.events.emit("job:skipped", { ...base, reason: "paused" });
-    return;
-  }
+  const runStart = { ...base, attempt: helpers.job.attempts, scheduledFor };
 
   const parsed = job.schema.safeParse(fields);
   if (!parsed.success) {
     const message = describePayloadErrors(jobName, parsed.error);
-    const runId = await startRun(helpers, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: false, payload: fields });
+    const runId = await startRun(helpers, { ...runStart, dryRun: false, payload: fields });
     await finishRun(helpers, runId, { status: "failed", error: message });
     // Retrying cannot fix a payload: make this attempt the last one.
     await helpers.query("update graphile_worker._private_jobs set max_attempts = attempts where id = $1", [helpers.job.id]);
@@ -116,18 +110,24 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
     throw new PermanentJobError(message);
   }
   const payload = parsed.data as Record<string, unknown> & { enforce: boolean };
+  const lockKey = `systemprompt-scheduler:job:${job.name}`;
 
   await helpers.withPgClient(async (client) => {
-    const lockKey = `systemprompt-scheduler:job:${job.name}`;
-    await acquireRunLock(client, lockKey, job, helpers.abortSignal);
+    const claim = await claimRunLock(client, lockKey, { ...runStart, dryRun: !payload.enforce, payload }, job, helpers.abortSignal);
+    if (claim.pausedAs !== null) {
+      if (claim.locked) await releaseRunLock(client, lockKey);
+      logger.info({ pausedAs: claim.pausedAs }, "job is paused; run skipped");
+      runtime.events.emit("job:skipped", { ...base, reason: "paused" });
+      return;
+    }
+    const runId = claim.runId!;
     const controller = new AbortController();
-    const timeoutError = new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${job.timeoutMs} ms and was cancelled`);
     const cancel = (reason: SchedulerError) => {
       if (controller.signal.aborted) return;
       controller.abort(reason);
       helpers.query("select pg_cancel_backend($1)", [(client as unknown as { processID: number }).processID]).catch(() => {});
     };
-    const timer = setTimeout(() => cancel(timeoutError), job.timeoutMs);
+    const timer = setTimeout(() => cancel(new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${job.timeoutMs} ms and was cancelled`)), job.timeoutMs);
     const onShutdown = () => cancel(new SchedulerError("job_cancelled", `job '${jobName}' was cancelled: its node is shutting down and the grace period ended; it will be retried`));
     runtime.cancelAll?.addEventListener("abort", onShutdown);
     if (runtime.cancelAll?.aborted) onShutdown();
@@ -143,11 +143,9 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
       },
     };
     const started = Date.now();
-    let runId: string | undefined;
+    runtime.events.emit("job:start", { ...base, runId });
     try {
-      runId = await startRun(helpers, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: !payload.enforce, payload });
-      runtime.events.emit("job:start", { ...base, runId });
-      const context: JobContext<typeof payload> = {
+      const result = await job.run({
         payload,
         enforce: payload.enforce,
         db,
@@ -159,23 +157,23 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
         attempt: helpers.job.attempts,
         scheduledFor,
         nodeId: runtime.nodeId,
-      };
-      const result = await job.run(context);
+      });
       clearTimeout(timer);
-      await finishRun(helpers, runId, { status: "success", result });
+      await finishRunAndUnlock(client, runId, lockKey, result);
       const durationMs = Date.now() - started;
       logger.info({ itemsProcessed: result.itemsProcessed, itemsFailed: result.itemsFailed, durationMs, dryRun: !payload.enforce, details: result.details }, result.message);
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });
     } catch (error) {
       clearTimeout(timer);
       const message = errorMessage(error);
-      if (runId) await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      // On the pool: this run's own connection may be the thing that broke.
+      await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      await releaseRunLock(client, lockKey).catch(() => {});
       logger.error({ error: message, durationMs: Date.now() - started }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });
       throw error;
     } finally {
       runtime.cancelAll?.removeEventListener("abort", onShutdown);
-      await client.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]).catch(() => {});
     }
   });
 }
@@ -186,11 +184,11 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
  * not, so the session lock is what guarantees it. Waits (bounded by the job's
  * timeout) rather than failing, so the waiting run happens right after.
  */
-async function acquireRunLock(client: Queryable, lockKey: string, job: DefinedJob, shutdown: AbortSignal): Promise<void> {
+async function claimRunLock(client: Queryable, lockKey: string, run: RunStart, job: DefinedJob, shutdown: AbortSignal): Promise<Claim> {
   const deadline = Date.now() + job.timeoutMs;
   for (;;) {
-    const { rows } = await client.query<{ ok: boolean }>("select pg_try_advisory_lock(hashtextextended($1, 0)) as ok", [lockKey]);
-    if (rows[0]?.ok) return;
+    const claim = await claimRun(client, lockKey, run);
+    if (claim.locked || claim.pausedAs !== null) return claim;
     if (shutdown.aborted || Date.now() > deadline) {
       throw new SchedulerError("job_busy", `another run of '${job.name}' is still in progress; this run will be retried`);
     }

@@ -1,0 +1,18 @@
+-- Starts a run on the job's own connection in one round trip: takes the task's session
+-- advisory lock ($1), checks that neither the job nor its task is paused ($2), and only
+-- when locked and not paused records the 'running' history row.
+with lock as (
+  select pg_try_advisory_lock(hashtextextended($1, 0)) as locked
+),
+paused as (
+  select p.job_name from scheduler.paused_jobs p where p.job_name = any ($2::text[]) limit 1
+),
+run as (
+  insert into scheduler.job_runs (job_id, job_name, task, attempt, node_id, scheduled_for, dry_run, payload)
+  select $3, $4, $5, $6, $7, $8, $9, $10
+  from lock
+  where lock.locked and not exists (select 1 from paused)
+  returning id
+)
+select lock.locked, (select job_name from paused) as paused_as, (select id from run) as run_id
+from lock
