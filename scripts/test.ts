@@ -4,23 +4,10 @@
 // drops its own database on that server. Extra arguments select test files.
 import { spawnSync } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
-import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { projectRoot } from "../src/db/sql-file.ts";
-import { createLogger } from "../src/log.ts";
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
+import { postgresForRun } from "./postgres.ts";
 
 function findTests(dir: string): string[] {
   return fs.readdirSync(dir, { withFileTypes: true }).flatMap((entry) => {
@@ -41,18 +28,9 @@ if (!process.env.SKIP_TYPECHECK) {
   }
 }
 
-const logger = createLogger("warn", false);
-let adminUrl = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
-let stopServer = async () => {};
-let tempDir: string | undefined;
-if (!adminUrl) {
-  tempDir = fs.mkdtempSync(path.join(os.tmpdir(), "sps-test-pg-"));
-  fs.chmodSync(tempDir, 0o755);
-  const server = await startEmbeddedPostgres({ dataDir: path.join(tempDir, "data"), port: await freePort(), logger });
-  adminUrl = server.connectionString;
-  stopServer = server.stop;
-  console.log(`# embedded PostgreSQL for tests at ${adminUrl.replace(/:[^:@/]*@/, ":***@")}`);
-}
+const server = await postgresForRun();
+const adminUrl = server.adminUrl;
+if (server.embedded) console.log(`# embedded PostgreSQL for tests at ${adminUrl.replace(/:[^:@/]*@/, ":***@")}`);
 
 const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.max(2, os.availableParallelism()));
 const result = spawnSync(process.execPath, ["--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...files], {
@@ -60,6 +38,5 @@ const result = spawnSync(process.execPath, ["--test", `--test-concurrency=${conc
   env: { ...process.env, TEST_DATABASE_URL: adminUrl, DATABASE_URL: "", LOG_LEVEL: process.env.LOG_LEVEL ?? "silent" },
 });
 
-await stopServer();
-if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
+await server.release();
 process.exit(result.status ?? 1);
