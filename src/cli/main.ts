@@ -11,9 +11,10 @@ import { historyCommand } from "./commands/history.ts";
 import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
 import { migrateCommand } from "./commands/migrate.ts";
 import { startCommand } from "./commands/start.ts";
+import { servicesCommand } from "./commands/services.ts";
 import { statusCommand } from "./commands/status.ts";
 
-export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, migrateCommand];
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, servicesCommand, migrateCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

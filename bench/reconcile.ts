@@ -1,0 +1,154 @@
+// Benchmark: one reconcile pass over 200 services that need nothing, and over 200 that need
+// starting. Baseline, measured in the same run: the naive pass (one DB query and one whole
+// process-table read per service, ports probed one after another).
+//
+//   node_modules/.bin/node bench/reconcile.ts        (SERVICES=200 ROUNDS=10 to change sizes)
+//
+// Uses TEST_DATABASE_URL or DATABASE_URL as the server to create a scratch database on; with
+// neither, starts an embedded PostgreSQL in a temporary folder. Each service is a tiny Node
+// TCP server (about 8 MB of private memory each).
+import fs from "node:fs";
+import net from "node:net";
+import os from "node:os";
+import path from "node:path";
+import { performance } from "node:perf_hooks";
+import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { createLogger } from "../src/log.ts";
+import { observe } from "../src/orchestration/observe.ts";
+import { planService } from "../src/orchestration/plan.ts";
+import { portAnswers } from "../src/orchestration/ports.ts";
+import { readProcessTable } from "../src/orchestration/proc.ts";
+import { reconcileHost, stopHostServices, type ReconcileContext } from "../src/orchestration/reconcile.ts";
+import { resolvePolicy } from "../src/orchestration/settings.ts";
+import { listHostServices } from "../src/orchestration/store.ts";
+import type { ServiceRow } from "../src/orchestration/types.ts";
+
+const SERVICES = Number(process.env.SERVICES ?? 200);
+const ROUNDS = Number(process.env.ROUNDS ?? 10);
+const TARGET_NOOP_MS = 250;
+const HOST = `bench-${process.pid}`;
+const SERVER = "require('net').createServer((c) => c.destroy()).listen(Number(process.env.PORT), '127.0.0.1')";
+
+const logger = createLogger("warn", false);
+
+async function adminDatabase(): Promise<{ stop(): Promise<void> }> {
+  const given = process.env.TEST_DATABASE_URL || process.env.DATABASE_URL;
+  if (given) {
+    process.env.TEST_DATABASE_URL = given;
+    return { stop: async () => {} };
+  }
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sps-bench-pg-"));
+  fs.chmodSync(dir, 0o755);
+  const server = await startEmbeddedPostgres({ dataDir: path.join(dir, "data"), port: 20_000 + Math.floor(Math.random() * 20_000), logger });
+  process.env.TEST_DATABASE_URL = server.connectionString;
+  return {
+    async stop() {
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Ports the kernel hands out as free right now (all held at once, so no duplicates). */
+async function freePorts(count: number): Promise<number[]> {
+  const servers = await Promise.all(
+    Array.from({ length: count }, () => new Promise<net.Server>((resolve, reject) => {
+      const server = net.createServer();
+      server.once("error", reject);
+      server.listen(0, "127.0.0.1", () => resolve(server));
+    })),
+  );
+  const ports = servers.map((server) => (server.address() as net.AddressInfo).port);
+  await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))));
+  return ports;
+}
+
+const stats = (samples: number[]) => {
+  const sorted = [...samples].sort((a, b) => a - b);
+  return { median: sorted[Math.floor(sorted.length / 2)]!, min: sorted[0]!, max: sorted[sorted.length - 1]! };
+};
+const ms = (value: number) => `${value.toFixed(1)} ms`;
+
+/** The baseline: what a straightforward reconciler does, service by service. */
+async function naivePass(ctx: ReconcileContext, names: string[]): Promise<number> {
+  const began = performance.now();
+  for (const name of names) {
+    const { rows } = await ctx.pool.query<ServiceRow>(
+      "select *, process_start_ticks::text as process_start_ticks, instance_id::text as instance_id, xmin::text as version from services where name = $1 and host = $2",
+      [name, ctx.host],
+    );
+    const row = rows[0]!;
+    const table = readProcessTable();
+    const open = row.port !== null && (await portAnswers(row.port));
+    planService(row, observe(row, table, open), { now: new Date(), policy: ctx.policy, protectedPorts: ctx.protectedPorts });
+  }
+  return performance.now() - began;
+}
+
+async function main(): Promise<void> {
+  const admin = await adminDatabase();
+  const { createTestDatabase } = await import("../test/helpers/db.ts");
+  const db = await createTestDatabase();
+  const logDir = fs.mkdtempSync(path.join(os.tmpdir(), "sps-bench-logs-"));
+  const ctx: ReconcileContext = {
+    pool: db.pool, host: HOST, logger, logDir, children: null, protectedPorts: new Set(),
+    policy: resolvePolicy({ stopGraceMs: 3000, startTimeoutMs: 120_000 }),
+    concurrency: 8,
+  };
+  try {
+    const ports = await freePorts(SERVICES);
+    await db.pool.query(
+      `insert into services (name, module_name, host, command, args, port)
+       select 'svc-' || lpad(i::text, 4, '0'), 'agent', $1, $2, array['-e', $3], port
+       from unnest($4::int[]) with ordinality as p(port, i)`,
+      [HOST, process.execPath, SERVER, ports],
+    );
+    const names = (await listHostServices(db.pool, HOST)).map((row) => row.name);
+    console.log(`reconcile benchmark: ${SERVICES} services on one host, ${os.availableParallelism()} CPU(s), Node ${process.version}`);
+
+    // 1. the pass that starts them all, then how long until every port answers
+    let began = performance.now();
+    const start = (await reconcileHost(ctx)).result;
+    const startMs = performance.now() - began;
+    if (start.started !== SERVICES) throw new Error(`expected ${SERVICES} starts, got ${start.started}: ${JSON.stringify(start.failed.slice(0, 3))}`);
+    let runningCount = 0;
+    while (runningCount < SERVICES) {
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await reconcileHost(ctx);
+      runningCount = Number((await db.pool.query("select count(*) from services where host = $1 and status = 'running'", [HOST])).rows[0].count);
+      if (performance.now() - began > 120_000) throw new Error(`only ${runningCount} of ${SERVICES} running after 120 s`);
+    }
+    const allRunningMs = performance.now() - began;
+
+    // 2. passes over services that need nothing, against the naive baseline
+    const ours: number[] = [];
+    for (let i = 0; i < ROUNDS; i += 1) {
+      began = performance.now();
+      const result = (await reconcileHost(ctx)).result;
+      ours.push(performance.now() - began);
+      if (result.actions.length > 0) throw new Error(`a no-op pass acted: ${JSON.stringify(result.actions.slice(0, 3))}`);
+    }
+    const naive: number[] = [];
+    for (let i = 0; i < Math.max(3, Math.floor(ROUNDS / 3)); i += 1) naive.push(await naivePass(ctx, names));
+
+    const noop = stats(ours);
+    const base = stats(naive);
+    console.log("");
+    console.log(`start pass (${SERVICES} need starting):   ${ms(startMs)}  (${ms(startMs / SERVICES)} per service; all ports answering after ${ms(allRunningMs)})`);
+    console.log(`no-op pass (${SERVICES} running), ${ROUNDS} rounds: median ${ms(noop.median)}  min ${ms(noop.min)}  max ${ms(noop.max)}  target < ${TARGET_NOOP_MS} ms: ${noop.median < TARGET_NOOP_MS ? "met" : "MISSED"}`);
+    console.log(`naive baseline (query + process table per service, sequential probes): median ${ms(base.median)}  min ${ms(base.min)}`);
+    console.log(`ratio naive / ours (no-op pass): ${(base.median / noop.median).toFixed(1)}x`);
+  } finally {
+    const stopBegan = performance.now();
+    const stopped = await stopHostServices(ctx).catch((error: unknown) => {
+      console.error("stopping the services failed:", error);
+      return null;
+    });
+    if (stopped) console.log(`\n(stopped ${stopped.stopped} services in ${ms(performance.now() - stopBegan)}${stopped.failed.length ? `, ${stopped.failed.length} failed` : ""})`);
+    await db.drop();
+    await admin.stop();
+    fs.rmSync(logDir, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,141 @@
+import assert from "node:assert/strict";
+import { after, afterEach, beforeEach, describe, it } from "node:test";
+import { parseArgs } from "node:util";
+import { servicesCommand } from "../../src/cli/commands/services.ts";
+import type { CliContext } from "../../src/cli/command.ts";
+import { loadConfig } from "../../src/config.ts";
+import { SchedulerError } from "../../src/errors.ts";
+import { startServiceReconciler, type ServiceReconciler } from "../../src/orchestration/loop.ts";
+import { testLogger, useTestDatabase } from "../helpers/db.ts";
+import { addService, alive, fastPolicy, fixture, freePort, killEverything, removeTempDirs, row, tempLogDir, uniqueHost, waitFor } from "./fixtures/harness.ts";
+
+const db = useTestDatabase();
+const host = uniqueHost("cli");
+let loop: ServiceReconciler | null = null;
+
+after(() => {
+  killEverything([host]);
+  removeTempDirs();
+});
+beforeEach(async () => {
+  killEverything([host]);
+  await db.pool.query("delete from services");
+});
+afterEach(async () => {
+  await loop?.stop();
+  loop = null;
+});
+
+/** Runs `services <argv>` as main.ts would, collecting what it prints. */
+async function services(argv: string[]): Promise<{ code: number; out: string }> {
+  const [name, ...rest] = argv;
+  const command = servicesCommand.subcommands!.find((sub) => sub.name === name)!;
+  const parsed = parseArgs({ args: rest, options: command.options ?? {}, allowPositionals: true, strict: true });
+  const lines: string[] = [];
+  const ctx: CliContext = {
+    config: loadConfig({ DATABASE_URL: db.connectionString, SCHEDULER_HOST: host }),
+    logger: testLogger,
+    pool: async () => db.pool,
+    print: (text) => lines.push(text),
+  };
+  const code = await command.run(ctx, { values: parsed.values as Record<string, string | boolean | undefined>, positionals: parsed.positionals });
+  return { code, out: lines.join("\n") };
+}
+
+async function rejectsWith(argv: string[], code: string, pattern: RegExp): Promise<void> {
+  await assert.rejects(services(argv), (error: unknown) => {
+    assert.ok(error instanceof SchedulerError, String(error));
+    assert.equal(error.code, code);
+    assert.match(error.describe(), pattern);
+    return true;
+  });
+}
+
+describe("services CLI", () => {
+  it("adds a service with arguments and environment, lists it as a table and as JSON", async () => {
+    const port = await freePort();
+    const added = await services(["add", "web", "--command", process.execPath, "--port", String(port), "--module", "mcp", "--env", "A=1", "--env", "B=x=y", "--", fixture, "--verbose"]);
+    assert.equal(added.code, 0);
+    assert.match(added.out, new RegExp(`service web added on host ${host}`));
+    const stored = await row(db.pool, "web");
+    assert.deepEqual(stored?.args, [fixture, "--verbose"]);
+    assert.deepEqual(stored?.env, { A: "1", B: "x=y" });
+    assert.equal(stored?.module_name, "mcp");
+    const table = await services(["list"]);
+    assert.match(table.out, /NAME\s+MODULE\s+HOST/);
+    assert.match(table.out, new RegExp(`web\\s+mcp\\s+${host}\\s+${port}\\s+enabled\\s+stopped`));
+    const json = JSON.parse((await services(["list", "--json"])).out);
+    assert.equal(json.length, 1);
+    assert.equal(json[0].name, "web");
+  });
+
+  it("rejects bad definitions, naming every problem, and duplicates unless --replace", async () => {
+    await rejectsWith(["add", "bad name", "--command", "", "--port", "70000", "--module", "robot", "--env", "1X=2"], "invalid_service", /name 'bad name'[\s\S]*module 'robot'[\s\S]*command[\s\S]*port '70000'[\s\S]*env '1X'/);
+    await rejectsWith(["add", "pg", "--command", "x", "--port", "5432"], "invalid_service", /port 5432: is protected/);
+    await rejectsWith(["add", "web", "--command", "x", "--port", "8080", "--env", "NOEQUALS"], "usage", /KEY=VALUE/);
+    await rejectsWith(["add", "web", "--command", "x"], "usage", /--port/);
+    await services(["add", "web", "--command", "x", "--port", "8080"]);
+    await rejectsWith(["add", "web", "--command", "y", "--port", "8081"], "service_exists", /--replace/);
+    await rejectsWith(["add", "other", "--command", "y", "--port", "8080"], "port_taken", /already used by service web/);
+    const replaced = await services(["add", "web", "--command", "y", "--port", "8081", "--replace"]);
+    assert.match(replaced.out, /replaced/);
+    assert.equal((await row(db.pool, "web"))?.command, "y");
+  });
+
+  it("enables and disables, and names unknown services", async () => {
+    await services(["add", "web", "--command", "x", "--port", "8080", "--disabled"]);
+    assert.equal((await row(db.pool, "web"))?.desired_status, "disabled");
+    assert.match((await services(["enable", "web"])).out, /enabled/);
+    assert.equal((await row(db.pool, "web"))?.desired_status, "enabled");
+    assert.match((await services(["disable", "web"])).out, /removes its row/);
+    await rejectsWith(["enable", "nope"], "unknown_service", /no service named 'nope'/);
+  });
+
+  it("reconcile waits for the host's scheduler and prints its pass; without one it says so", async () => {
+    await rejectsWith(["reconcile", "--timeout", "0.3"], "no_reconciler", /no scheduler of host .* answered[\s\S]*--dry-run/);
+    await addService(db.pool, { name: "web", host, port: await freePort() });
+    const dry = await services(["reconcile", "--dry-run"]);
+    assert.match(dry.out, /web\s+enabled\s+stopped\s+start/);
+    assert.equal((await row(db.pool, "web"))?.pid, null, "a dry run starts nothing");
+    loop = await startServiceReconciler({ pool: db.pool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy });
+    await waitFor("started", async () => (await row(db.pool, "web"))?.status === "running" || (await services(["reconcile"])) && false, 10_000, 200);
+    const json = JSON.parse((await services(["reconcile", "--json"])).out);
+    assert.equal(json.host, host);
+    assert.equal(json.services, 1);
+  });
+
+  it("stop disables and stops a service of this host, refuses another host's", async () => {
+    const port = await freePort();
+    await addService(db.pool, { name: "stubborn", host, port, args: [fixture, "--ignore-term"] });
+    await addService(db.pool, { name: "remote", host: "elsewhere", port });
+    await rejectsWith(["stop", "remote"], "wrong_host", /runs on host elsewhere/);
+    loop = await startServiceReconciler({ pool: db.pool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy });
+    const up = await waitFor("running", async () => {
+      await loop!.reconcileNow();
+      const current = await row(db.pool, "stubborn");
+      return current?.status === "running" ? current : null;
+    });
+    await loop.stop();
+    loop = null;
+    const began = Date.now();
+    const stopped = await services(["stop", "stubborn", "--grace", "0.3"]);
+    assert.equal(stopped.code, 0, stopped.out);
+    assert.ok(Date.now() - began >= 300, "the grace period was given");
+    assert.ok(!alive(up.pid!));
+    const after = await row(db.pool, "stubborn");
+    assert.equal(after?.desired_status, "disabled");
+    assert.equal(after?.status, "stopped");
+  });
+
+  it("cleanup removes disabled services without a process, here and for another host", async () => {
+    await addService(db.pool, { name: "gone", host, port: await freePort(), desired: "disabled" });
+    await addService(db.pool, { name: "kept", host, port: await freePort() });
+    await addService(db.pool, { name: "remote-gone", host: "elsewhere", port: 9001, desired: "disabled" });
+    await addService(db.pool, { name: "remote-live", host: "elsewhere", port: 9002, desired: "disabled" });
+    await db.pool.query("update services set pid = 1234, status = 'running' where name = 'remote-live'");
+    assert.match((await services(["cleanup"])).out, /removed 1 stale service\(s\) on host .*: gone/);
+    assert.deepEqual(JSON.parse((await services(["cleanup", "--host", "elsewhere", "--json"])).out), { host: "elsewhere", removed: ["remote-gone"] });
+    const left = (await db.pool.query("select name from services order by name")).rows.map((r) => r.name);
+    assert.deepEqual(left, ["kept", "remote-live"]);
+  });
+});
