@@ -24,42 +24,20 @@ create table scheduler.job_runs (
   payload jsonb,
   details jsonb
 );
-create index job_runs_job_name_started_idx on scheduler.job_runs (job_name, started_at desc);
+create index job_runs_job_name_started_idx on scheduler.job_runs (job_name, started_at desc) include (status);
 create index job_runs_started_idx on scheduler.job_runs (started_at);
 create index job_runs_job_id_idx on scheduler.job_runs (job_id);
 create index job_runs_running_idx on scheduler.job_runs (node_id) where status = 'running';
 
--- Lifetime counters per job, kept by a trigger so they survive history pruning.
+-- Counts of runs already pruned from job_runs, per job: pruning folds the rows it deletes
+-- into these, so scheduled_jobs shows lifetime counts without a hot counter row that every
+-- finishing run would have to lock.
 create table scheduler.job_stats (
   job_name text primary key,
-  run_count bigint not null default 0,
-  success_count bigint not null default 0,
-  failure_count bigint not null default 0,
-  last_finished_at timestamptz,
-  last_duration_ms int,
-  last_error text
+  pruned_runs bigint not null default 0,
+  pruned_successes bigint not null default 0,
+  pruned_failures bigint not null default 0
 );
-
-create function scheduler.job_runs_count() returns trigger language plpgsql as $$
-begin
-  if tg_op = 'INSERT' then
-    insert into scheduler.job_stats as s (job_name, run_count) values (new.job_name, 1)
-    on conflict (job_name) do update set run_count = s.run_count + 1;
-  end if;
-  if new.status <> 'running' and (tg_op = 'INSERT' or old.status = 'running') then
-    update scheduler.job_stats set
-      success_count = success_count + (new.status = 'success')::int,
-      failure_count = failure_count + (new.status <> 'success')::int,
-      last_finished_at = new.finished_at,
-      last_duration_ms = new.duration_ms,
-      last_error = new.error
-    where job_name = new.job_name;
-  end if;
-  return null;
-end $$;
-
-create trigger job_runs_count after insert or update of status on scheduler.job_runs
-  for each row execute function scheduler.job_runs_count();
 
 -- The crontab as each node last loaded it; the cron fields are graphile-worker's own
 -- expansion of the expression, so next_run matches exactly what its cron fires.
@@ -180,12 +158,12 @@ select
   last_run.started_at as last_run,
   case when p.job_name is null then scheduler.cron_next(s.minutes, s.hours, s.dates, s.months, s.dows, now()) end as next_run,
   last_run.status as last_status,
-  st.last_error,
-  coalesce(st.run_count, 0) as run_count,
+  last_done.error as last_error,
+  coalesce(st.pruned_runs, 0) + counts.runs as run_count,
   s.description,
-  st.last_duration_ms,
-  coalesce(st.success_count, 0) as success_count,
-  coalesce(st.failure_count, 0) as failure_count,
+  last_done.duration_ms as last_duration_ms,
+  coalesce(st.pruned_successes, 0) + counts.successes as success_count,
+  coalesce(st.pruned_failures, 0) + counts.failures as failure_count,
   p.paused_at,
   s.payload
 from scheduler.schedules s
@@ -196,4 +174,17 @@ left join lateral (
   where r.job_name = s.job_name
   order by r.started_at desc
   limit 1
-) last_run on true;
+) last_run on true
+left join lateral (
+  select r.error, r.duration_ms from scheduler.job_runs r
+  where r.job_name = s.job_name and r.status <> 'running'
+  order by r.started_at desc
+  limit 1
+) last_done on true
+cross join lateral (
+  select count(*) as runs,
+         count(*) filter (where r.status = 'success') as successes,
+         count(*) filter (where r.status in ('failed', 'abandoned')) as failures
+  from scheduler.job_runs r
+  where r.job_name = s.job_name
+) counts;

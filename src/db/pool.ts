@@ -33,12 +33,18 @@ export function createPool(connectionString: string, options: { max?: number; lo
     application_name: options.applicationName ?? "systemprompt-scheduler",
   });
   pool.on("error", (error) => {
-    options.logger?.warn({ err: error }, "an idle database connection failed; it will be replaced");
+    options.logger?.warn(brief(error), "an idle database connection failed; it will be replaced");
   });
   pool.on("connect", (client) => {
-    client.on("error", (error) => options.logger?.warn({ err: error }, "a database connection failed"));
+    client.on("error", (error) => options.logger?.warn(brief(error), "a database connection failed"));
   });
   return pool;
+}
+
+/** The fields of a pg error a person needs; pino's err serializer would dump the whole client. */
+export function brief(error: unknown): { error: string; code?: string } {
+  const code = (error as { code?: string } | null)?.code;
+  return { error: error instanceof Error ? error.message : String(error), ...(code ? { code } : {}) };
 }
 
 /**

@@ -1,8 +1,8 @@
 -- Starts a run on the job's own connection in one round trip: takes the task's session
--- advisory lock ($1), checks that neither the job nor its task is paused ($2), and only
+-- advisory lock ($1; null for jobs defined with exclusive: false), checks that neither the job nor its task is paused ($2), and only
 -- when locked and not paused records the 'running' history row.
 with lock as (
-  select pg_try_advisory_lock(hashtextextended($1, 0)) as locked
+  select case when $1::text is null then true else pg_try_advisory_lock(hashtextextended($1, 0)) end as locked
 ),
 paused as (
   select p.job_name from scheduler.paused_jobs p where p.job_name = any ($2::text[]) limit 1

@@ -12,4 +12,4 @@ with finished as (
   where id = $1 and status = 'running'
   returning id
 )
-select pg_advisory_unlock(hashtextextended($6, 0)) as unlocked, (select count(*) from finished)::int as finished
+select case when $6::text is null then null else pg_advisory_unlock(hashtextextended($6, 0)) end as unlocked, (select count(*) from finished)::int as finished

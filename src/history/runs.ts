@@ -32,8 +32,21 @@ with doomed as (
   where started_at < now() - make_interval(days => $1) and status <> 'running'
   order by id
   limit $2
+),
+gone as (
+  delete from scheduler.job_runs r using doomed where r.id = doomed.id
+  returning r.job_name, r.status
+),
+folded as (
+  insert into scheduler.job_stats as st (job_name, pruned_runs, pruned_successes, pruned_failures)
+  select job_name, count(*), count(*) filter (where status = 'success'), count(*) filter (where status in ('failed', 'abandoned'))
+  from gone group by job_name
+  on conflict (job_name) do update set
+    pruned_runs = st.pruned_runs + excluded.pruned_runs,
+    pruned_successes = st.pruned_successes + excluded.pruned_successes,
+    pruned_failures = st.pruned_failures + excluded.pruned_failures
 )
-delete from scheduler.job_runs r using doomed where r.id = doomed.id`;
+select count(*)::int as n from gone`;
 
 export interface RunStart {
   jobId: string | null;
@@ -73,13 +86,14 @@ export async function finishRun(db: Queryable, runId: string, outcome: { status:
   ]);
 }
 
-/** Deletes finished runs older than the retention, in batches; returns how many. */
+/** Deletes finished runs older than the retention, in batches, folding them into job_stats; returns how many. */
 export async function pruneRuns(db: Queryable, retentionDays: number, batchSize = 5000): Promise<number> {
   let total = 0;
   for (;;) {
-    const { rowCount } = await db.query(PRUNE_RUNS, [retentionDays, batchSize]);
-    total += rowCount ?? 0;
-    if ((rowCount ?? 0) < batchSize) return total;
+    const { rows } = await db.query<{ n: number }>(PRUNE_RUNS, [retentionDays, batchSize]);
+    const deleted = rows[0]?.n ?? 0;
+    total += deleted;
+    if (deleted < batchSize) return total;
   }
 }
 
@@ -90,7 +104,7 @@ export type Claim = { locked: boolean; pausedAs: string | null; runId: string | 
  * 'running' row in one statement. `runId` is set only when locked and not paused;
  * a paused claim may still hold the lock (release it with releaseRunLock).
  */
-export async function claimRun(db: Queryable, lockKey: string, run: RunStart): Promise<Claim> {
+export async function claimRun(db: Queryable, lockKey: string | null, run: RunStart): Promise<Claim> {
   const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null }>(CLAIM_RUN, [
     lockKey,
     [run.jobName, run.task],
@@ -108,7 +122,7 @@ export async function claimRun(db: Queryable, lockKey: string, run: RunStart): P
 }
 
 /** The happy path's last statement: the run's success and the lock's release together. */
-export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: string, result: JobResult): Promise<void> {
+export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: string | null, result: JobResult): Promise<void> {
   await db.query(FINISH_RUN_AND_UNLOCK, [
     runId,
     result.itemsProcessed,
@@ -119,6 +133,7 @@ export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: 
   ]);
 }
 
-export async function releaseRunLock(db: Queryable, lockKey: string): Promise<void> {
+export async function releaseRunLock(db: Queryable, lockKey: string | null): Promise<void> {
+  if (lockKey === null) return;
   await db.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]);
 }

@@ -21,6 +21,11 @@ export interface JobDefinition<S extends Shape> {
   payload: S;
   /** Default 10 minutes. The run's SQL is cancelled when it is exceeded. */
   timeoutMs?: number;
+  /**
+   * Default true: runs of this job never overlap, on any node. Only a job whose runs
+   * are independent of each other (per-item work) should set false.
+   */
+  exclusive?: boolean;
   run(ctx: JobContext<PayloadOf<S>>): Promise<JobResult>;
 }
 
@@ -28,6 +33,7 @@ export interface DefinedJob {
   name: string;
   description: string;
   timeoutMs: number;
+  exclusive: boolean;
   schema: z.ZodType;
   run(ctx: JobContext<Record<string, unknown> & { enforce: boolean }>): Promise<JobResult>;
   /** The graphile-worker task, using the default runtime (plain `npx graphile-worker`). */
@@ -49,6 +55,7 @@ export function defineJob<S extends Shape>(definition: JobDefinition<S>): Define
     name: definition.name,
     description: definition.description,
     timeoutMs: definition.timeoutMs ?? 10 * 60_000,
+    exclusive: definition.exclusive ?? true,
     schema,
     run: definition.run as DefinedJob["run"],
     task: undefined as unknown as Task,
@@ -110,7 +117,7 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
     throw new PermanentJobError(message);
   }
   const payload = parsed.data as Record<string, unknown> & { enforce: boolean };
-  const lockKey = `systemprompt-scheduler:job:${job.name}`;
+  const lockKey = job.exclusive ? `systemprompt-scheduler:job:${job.name}` : null;
 
   await helpers.withPgClient(async (client) => {
     const claim = await claimRunLock(client, lockKey, { ...runStart, dryRun: !payload.enforce, payload }, job, helpers.abortSignal);
@@ -184,7 +191,7 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
  * not, so the session lock is what guarantees it. Waits (bounded by the job's
  * timeout) rather than failing, so the waiting run happens right after.
  */
-async function claimRunLock(client: Queryable, lockKey: string, run: RunStart, job: DefinedJob, shutdown: AbortSignal): Promise<Claim> {
+async function claimRunLock(client: Queryable, lockKey: string | null, run: RunStart, job: DefinedJob, shutdown: AbortSignal): Promise<Claim> {
   const deadline = Date.now() + job.timeoutMs;
   for (;;) {
     const claim = await claimRun(client, lockKey, run);
