@@ -59,17 +59,13 @@ export interface RunStart {
   payload: unknown;
 }
 
+/** The columns of a new 'running' row, in the order START_RUN and CLAIM_RUN take them. */
+function runColumns(run: RunStart): unknown[] {
+  return [run.jobId, run.jobName, run.task, run.attempt, run.nodeId, run.scheduledFor, run.dryRun, JSON.stringify(run.payload ?? null)];
+}
+
 export async function startRun(db: Queryable, run: RunStart): Promise<string> {
-  const { rows } = await db.query<{ id: string }>(START_RUN, [
-    run.jobId,
-    run.jobName,
-    run.task,
-    run.attempt,
-    run.nodeId,
-    run.scheduledFor,
-    run.dryRun,
-    JSON.stringify(run.payload ?? null),
-  ]);
+  const { rows } = await db.query<{ id: string }>(START_RUN, runColumns(run));
   return rows[0]!.id;
 }
 
@@ -108,14 +104,7 @@ export async function claimRun(db: Queryable, lockKey: string | null, run: RunSt
   const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null }>(CLAIM_RUN, [
     lockKey,
     [run.jobName, run.task],
-    run.jobId,
-    run.jobName,
-    run.task,
-    run.attempt,
-    run.nodeId,
-    run.scheduledFor,
-    run.dryRun,
-    JSON.stringify(run.payload ?? null),
+    ...runColumns(run),
   ]);
   const row = rows[0]!;
   return { locked: row.locked, pausedAs: row.paused_as, runId: row.run_id };
