@@ -1,0 +1,183 @@
+// bench:cleanup — database_cleanup on 1M logs, in a database of its own.
+// (a) Nothing eligible: the steady-state run's time (target: a few ms, index-backed) and the
+//     plans of its statements; also the time of a full orphan scan over the same logs.
+// (b) 500k eligible logs: rows/s of the job's batched deletes against one raw DELETE of the
+//     same rows, each on the same freshly restored data, rounds alternating which goes first;
+//     and the job's longest statement (each batch is its own transaction; target <= 250 ms).
+//     Two mixes: age only (500k older than 30 days), and age + orphaned (450k old, 50k of 500
+//     deleted users) against the original's single DELETE with its anti-join.
+import { databaseCleanup } from "../src/jobs/database_cleanup/index.ts";
+import { readSql } from "../src/db/sql-file.ts";
+import type { Queryable } from "../src/db/pool.ts";
+import type { JobResult } from "../src/jobs/types.ts";
+import { createTestDatabase, testLogger } from "../test/helpers/db.ts";
+
+const LOGS = Number(process.env.BENCH_LOGS ?? 1_000_000);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const BATCH = Number(process.env.BENCH_BATCH ?? 20_000);
+const USERS = 10_000;
+if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
+
+const db = await createTestDatabase();
+const q = (text: string, values?: unknown[]) => db.pool.query(text, values);
+const jobSql = (file: string) => readSql(new URL("../src/jobs/database_cleanup/index.ts", import.meta.url).href, file);
+
+// Logs in append order (ascending timestamp, as a platform writes them), 70% with a user.
+// `old` of them older than 30 days; `orphaned` recent ones written by the users 'gone-*'.
+async function seedTemplate(old: number, orphaned: number): Promise<void> {
+  await q("drop table if exists bench_logs");
+  await q(`create table bench_logs as
+    select 'log-' || g as id,
+      case when g <= $2 then now() - interval '60 days' + g * (interval '29 days' / greatest($2, 1))
+           else now() - interval '29 days' + (g - $2) * (interval '29 days' / ($1 - $2 + 1)) end as "timestamp",
+      'info' as level, 'bench' as module, 'request handled in ' || (g % 997) || ' ms' as message,
+      case when g > $2 and g <= $2 + $3 then 'gone-' || (g % 500)
+           when g % 10 < 7 then 'u' || (hashint4(g) & 16383) % ${USERS} end as user_id
+    from generate_series(1, $1::int) g`, [LOGS, old, orphaned]);
+}
+
+async function restore(): Promise<void> {
+  await q("truncate logs, users, scheduler.removed_users, oauth_auth_codes, oauth_refresh_tokens");
+  await q(`insert into logs (id, "timestamp", level, module, message, user_id) select * from bench_logs`);
+  await q("insert into users (id) select 'u' || g from generate_series(0, $1 - 1) g union all select 'gone-' || g from generate_series(0, 499) g", [USERS]);
+  await q("delete from users where id like 'gone-%'"); // the trigger records them
+  // A full scan happened recently: these runs measure the every-day path.
+  await q(`insert into scheduler.cleanup_state (name, last_full_scan_at) values ('database_cleanup.orphaned_logs', now())
+    on conflict (name) do update set last_full_scan_at = now(), full_scan_requested_at = null`);
+  await q("vacuum analyze logs");
+  await q("vacuum analyze users");
+  await q("checkpoint").catch(() => {}); // needs superuser; only evens out the runs
+}
+
+interface Timed {
+  result: JobResult;
+  ms: number;
+  statements: number;
+  longestMs: number;
+}
+
+async function runJob(payload: Record<string, unknown>): Promise<Timed> {
+  const parsed = databaseCleanup.schema.parse(payload) as Record<string, unknown> & { enforce: boolean };
+  const client = await db.pool.connect();
+  let statements = 0;
+  let longestMs = 0;
+  const timed: Queryable = {
+    async query(text, values) {
+      const started = performance.now();
+      try {
+        return await client.query(text, values);
+      } finally {
+        statements++;
+        longestMs = Math.max(longestMs, performance.now() - started);
+      }
+    },
+  };
+  try {
+    const started = performance.now();
+    const result = await databaseCleanup.run({
+      payload: parsed, enforce: parsed.enforce, db: timed, logger: testLogger, signal: new AbortController().signal,
+      jobName: "database_cleanup", task: "database_cleanup", jobId: null, attempt: 1, scheduledFor: null, nodeId: "bench",
+    });
+    return { result, ms: performance.now() - started, statements, longestMs };
+  } finally {
+    client.release();
+  }
+}
+
+async function timeRaw(sql: string): Promise<{ ms: number; rows: number }> {
+  const started = performance.now();
+  const { rowCount } = await q(sql);
+  return { ms: performance.now() - started, rows: rowCount ?? 0 };
+}
+
+async function explain(label: string, sql: string, values: unknown[]): Promise<string> {
+  const client = await db.pool.connect();
+  try {
+    await client.query("begin");
+    const { rows } = await client.query(`explain (analyze, buffers, costs off, summary on) ${sql}`, values);
+    await client.query("rollback");
+    const shorten = (text: string) => (text.length > 160 ? `${text.slice(0, 157)}...` : text);
+    return [`  -- ${label}`, ...rows.map((row) => `     ${shorten(row["QUERY PLAN"] as string)}`)].join("\n");
+  } finally {
+    client.release();
+  }
+}
+
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
+const fmt = (n: number, digits = 0) => n.toLocaleString("en-US", { maximumFractionDigits: digits, minimumFractionDigits: digits });
+const version = (await q("show server_version")).rows[0].server_version as string;
+const seedStarted = performance.now();
+
+// (a) nothing eligible
+await seedTemplate(0, 0);
+await restore();
+console.log(`# seeded ${fmt(LOGS)} logs in ${fmt((performance.now() - seedStarted) / 1000, 1)} s (generate_series, then restored per run)`);
+// With the 500 users removed by restore() recorded (their logs long gone), then with none.
+const steadyRuns = async () => {
+  const runs: Timed[] = [];
+  for (let i = 0; i < 7; i++) runs.push(await runJob({ batchSize: BATCH }));
+  if (runs.some((run) => run.result.itemsProcessed !== 0)) throw new Error("(a) expected nothing eligible");
+  return runs;
+};
+const steadyRemoved = await steadyRuns();
+const removedIds = (await q("select array_agg(user_id) as ids from scheduler.removed_users")).rows[0].ids as string[];
+await q("truncate scheduler.removed_users");
+const steadyEmpty = await steadyRuns();
+const fullScan = await runJob({ batchSize: BATCH, fullOrphanScan: true });
+const scanned = (fullScan.result.details?.orphanScan as { userIdsScanned: number }).userIdsScanned;
+const plan = (await q("select (now() - interval '30 days')::text as cutoff, now()::text as now")).rows[0];
+const plans = [
+  await explain("next_old_logs_batch.sql (finds nothing: the range delete never runs)", jobSql("next_old_logs_batch.sql"), ["-infinity", plan.cutoff, BATCH]),
+  await explain("removed_user_ids.sql", jobSql("removed_user_ids.sql"), [null, 1000]),
+  await explain("delete_logs_of_users.sql (500 removed users, no log left)", jobSql("delete_logs_of_users.sql"), [removedIds, plan.cutoff, "infinity", BATCH]),
+  await explain("delete_auth_codes.sql", jobSql("delete_auth_codes.sql"), [plan.now, BATCH]),
+  await explain("delete_refresh_tokens.sql", jobSql("delete_refresh_tokens.sql"), [plan.now, BATCH]),
+  await explain("scan_log_user_ids.sql (full scan, first step of 1000 ids)", jobSql("scan_log_user_ids.sql"), [null, 1000]),
+];
+
+// (b) 500k eligible
+const mixes = [
+  { name: "age only", old: LOGS / 2, orphaned: 0, raw: `delete from logs where "timestamp" < now() - interval '30 days'` },
+  {
+    name: "age + orphaned",
+    old: LOGS * 0.45,
+    orphaned: LOGS * 0.05,
+    raw: `delete from logs where "timestamp" < now() - interval '30 days' or (user_id is not null and not exists (select 1 from users u where u.id = logs.user_id))`,
+  },
+];
+const rows: string[][] = [];
+for (const mix of mixes) {
+  await seedTemplate(mix.old, mix.orphaned);
+  const ours: Timed[] = [];
+  const raw: { ms: number; rows: number }[] = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const which of round % 2 === 0 ? ["ours", "raw"] : ["raw", "ours"]) {
+      await restore();
+      if (which === "ours") ours.push(await runJob({ batchSize: BATCH }));
+      else raw.push(await timeRaw(mix.raw));
+    }
+  }
+  const eligible = mix.old + mix.orphaned;
+  for (const run of ours) if (run.result.itemsProcessed !== eligible) throw new Error(`${mix.name}: the job deleted ${run.result.itemsProcessed}, expected ${eligible}`);
+  for (const run of raw) if (run.rows !== eligible) throw new Error(`${mix.name}: the raw DELETE deleted ${run.rows}, expected ${eligible}`);
+  const oursBest = Math.min(...ours.map((run) => run.ms));
+  const rawBest = Math.min(...raw.map((run) => run.ms));
+  rows.push([
+    mix.name, fmt(eligible), fmt(eligible / (oursBest / 1000)), fmt(eligible / (rawBest / 1000)), fmt(rawBest / oursBest, 2),
+    fmt(Math.max(...ours.map((run) => run.longestMs)), 1), fmt(median(ours.map((run) => run.statements))),
+  ]);
+}
+await db.drop();
+
+console.log(`\ndatabase_cleanup on ${fmt(LOGS)} logs, ${fmt(USERS)} users — PostgreSQL ${version}, batchSize ${fmt(BATCH)}, best of ${ROUNDS}`);
+console.log(`\n(a) nothing eligible (target: a few ms)`);
+const describe = (runs: Timed[]) =>
+  `median ${fmt(median(runs.map((run) => run.ms)), 2)} ms, min ${fmt(Math.min(...runs.map((run) => run.ms)), 2)} ms over ${runs.length} runs, ${runs[0]!.statements} statements`;
+console.log(`  daily run, no removed user recorded:   ${describe(steadyEmpty)}`);
+console.log(`  daily run, 500 removed users recorded: ${describe(steadyRemoved)}`);
+console.log(`  same run with a full orphan scan of ${fmt(scanned)} distinct user ids: ${fmt(fullScan.ms, 1)} ms (once a week, or on request)`);
+console.log(`  plans:\n${plans.join("\n")}`);
+const header = ["(b) mix", "rows", "ours rows/s", "raw DELETE rows/s", "ratio (target >= 0.7)", "longest stmt ms (<= 250)", "statements"];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
+const line = (cells: string[]) => cells.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join("  ");
+console.log(`\n${line(header)}\n${rows.map(line).join("\n")}`);

@@ -1,0 +1,3 @@
+import { databaseCleanup } from "../src/jobs/database_cleanup/index.ts";
+
+export default databaseCleanup.task;
