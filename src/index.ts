@@ -9,6 +9,7 @@ export { repeatInBatches } from "./jobs/batch.ts";
 export { migrate } from "./db/migrate.ts";
 export { loadConfig, type Config } from "./config.ts";
 export { cleanupInactiveSessions } from "./jobs/cleanup_inactive_sessions/index.ts";
+export * from "./security/index.ts";
 
 /** A row of the public `scheduled_jobs` view. */
 export interface ScheduledJob {

@@ -7,6 +7,7 @@ import { createPool, type Pool } from "../db/pool.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import type { CliContext, Command } from "./command.ts";
+import { banCommand, bansCommand, unbanCommand } from "./commands/bans.ts";
 import { historyCommand } from "./commands/history.ts";
 import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
 import { migrateCommand } from "./commands/migrate.ts";
@@ -14,7 +15,7 @@ import { startCommand } from "./commands/start.ts";
 import { servicesCommand } from "./commands/services.ts";
 import { statusCommand } from "./commands/status.ts";
 
-export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, servicesCommand, migrateCommand];
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, migrateCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

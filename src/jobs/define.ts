@@ -77,7 +77,10 @@ export function definitionOf(task: unknown): DefinedJob | undefined {
 export function describePayloadErrors(jobName: string, error: z.ZodError): string {
   const problems = error.issues.map((issue) => {
     const field = issue.path.length > 0 ? issue.path.join(".") : "(payload)";
-    if (issue.code === "unrecognized_keys") return `unknown field(s) ${issue.keys.map((k) => `'${k}'`).join(", ")}`;
+    if (issue.code === "unrecognized_keys") {
+      const prefix = issue.path.length > 0 ? `${issue.path.join(".")}.` : "";
+      return `unknown field(s) ${issue.keys.map((key) => `'${prefix}${key}'`).join(", ")}`;
+    }
     return `field '${field}': ${issue.message}`;
   });
   return `invalid payload for job '${jobName}': ${problems.join("; ")}`;
