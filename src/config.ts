@@ -28,6 +28,23 @@ export const configSchema = z.object({
   SCHEDULER_BOOTSTRAP_JOBS: jobList.default(["cleanup_inactive_sessions"]),
   SCHEDULER_CRONTAB_POLL_MS: integer(100, 60_000).default(1000),
   SCHEDULER_SHUTDOWN_GRACE_MS: integer(0, 3_600_000).default(30_000),
+  /** Cluster timing (src/cluster): heartbeat, silence after which a node is dead, rescue pass, database give-up. */
+  SCHEDULER_HEARTBEAT_MS: integer(100, 60_000).default(5000),
+  SCHEDULER_NODE_DEAD_AFTER_MS: integer(300, 3_600_000).default(30_000),
+  SCHEDULER_RESCUE_INTERVAL_MS: integer(100, 600_000).default(5000),
+  SCHEDULER_DB_GIVE_UP_MS: integer(1000, 86_400_000).default(300_000),
+  /** Service reconciler (src/orchestration): on/off for this node, pass interval, safety and shutdown policy. */
+  SCHEDULER_RECONCILE_SERVICES: z.enum(["true", "false"]).default("true").transform((value) => value === "true"),
+  SCHEDULER_RECONCILE_INTERVAL_MS: integer(100, 3_600_000).default(5000),
+  SCHEDULER_PROTECTED_PORTS: z
+    .string()
+    .regex(/^\s*\d{1,5}(\s*,\s*\d{1,5})*\s*$/, "a comma-separated list of ports, e.g. 5432,6432")
+    .default("5432,6432")
+    .transform((text) => text.split(",").map((port) => Number(port.trim())))
+    .pipe(z.array(z.number().int().min(1).max(65535))),
+  SCHEDULER_SERVICES_ON_SHUTDOWN: z.enum(["leave-running", "stop"]).default("leave-running"),
+  SCHEDULER_SERVICES_LOG_DIR: z.string().min(1).default(".data/services"),
+  SCHEDULER_SERVICES_STOP_GRACE_MS: integer(0, 600_000).default(10_000),
 });
 
 export type Config = z.infer<typeof configSchema>;
@@ -40,7 +57,8 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   const relevant: Record<string, string> = {};
   for (const key of Object.keys(configSchema.shape)) {
     const value = env[key];
-    if (value !== undefined && value !== "") relevant[key] = value;
+    // An empty value means "unset", except for a list, where it means "none".
+    if (value !== undefined && (value !== "" || key === "SCHEDULER_BOOTSTRAP_JOBS")) relevant[key] = value;
   }
   const parsed = configSchema.safeParse(relevant);
   if (!parsed.success) {

@@ -11,11 +11,12 @@ import { banCommand, bansCommand, unbanCommand } from "./commands/bans.ts";
 import { historyCommand } from "./commands/history.ts";
 import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
 import { migrateCommand } from "./commands/migrate.ts";
+import { nodesCommand } from "./commands/nodes.ts";
 import { startCommand } from "./commands/start.ts";
 import { servicesCommand } from "./commands/services.ts";
 import { statusCommand } from "./commands/status.ts";
 
-export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, migrateCommand];
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, migrateCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

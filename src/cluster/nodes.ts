@@ -1,31 +1,69 @@
-import os from "node:os";
 import crypto from "node:crypto";
+import os from "node:os";
 import type { Queryable } from "../db/pool.ts";
+
+// The node registry (scheduler.nodes, sql/002 and sql/006): register, record the worker pool
+// id graphile-worker locks jobs with, heartbeat, and release on a clean shutdown.
+
+export interface NodeRegistration {
+  nodeId: string;
+  host: string;
+  version: string;
+  /** What this node's connections call themselves (see applicationNameFor). */
+  applicationName: string;
+}
+
+const REGISTER = `
+insert into scheduler.nodes (node_id, host, pid, version, application_name)
+values ($1, $2, $3, $4, $5)
+on conflict (node_id) do update
+  set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null, application_name = excluded.application_name`;
+
+const RECORD_WORKER_POOL = "update scheduler.nodes set worker_pool_id = $2 where node_id = $1";
+
+const HEARTBEAT = "select was_dead_at, was_dead_by from scheduler.node_heartbeat($1)";
+
+const RELEASE = "select jobs_released, runs_abandoned from scheduler.release_node($1)";
 
 export function newNodeId(host: string): string {
   return `${host}:${process.pid}:${crypto.randomBytes(3).toString("hex")}`;
 }
 
-export async function registerNode(db: Queryable, node: { nodeId: string; host: string; version: string }): Promise<void> {
-  await db.query(
-    `insert into scheduler.nodes (node_id, host, pid, version) values ($1, $2, $3, $4)
-     on conflict (node_id) do update set last_heartbeat_at = now(), stopped_at = null`,
-    [node.nodeId, node.host, process.pid, node.version],
-  );
+export function defaultHost(): string {
+  return os.hostname();
+}
+
+/**
+ * The application_name of every connection a node opens: unique per node (its pid and
+ * random suffix come first, as PostgreSQL keeps only 63 bytes), so a rescuer can end the
+ * sessions a dead node left behind.
+ */
+export function applicationNameFor(nodeId: string): string {
+  const parts = nodeId.split(":");
+  const unique = parts.slice(-2).join(":");
+  const host = parts.slice(0, -2).join(":");
+  return Buffer.from(`sps-node ${unique} ${host}`).subarray(0, 63).toString("utf8").replace(/\uFFFD+$/, "");
+}
+
+export async function registerNode(db: Queryable, node: NodeRegistration): Promise<void> {
+  await db.query(REGISTER, [node.nodeId, node.host, process.pid, node.version, node.applicationName]);
 }
 
 export async function recordWorkerPool(db: Queryable, nodeId: string, workerPoolId: string): Promise<void> {
-  await db.query("update scheduler.nodes set worker_pool_id = $2 where node_id = $1", [nodeId, workerPoolId]);
+  await db.query(RECORD_WORKER_POOL, [nodeId, workerPoolId]);
 }
 
-export async function heartbeat(db: Queryable, nodeId: string): Promise<void> {
-  await db.query("update scheduler.nodes set last_heartbeat_at = now() where node_id = $1", [nodeId]);
+export type HeartbeatVerdict = "unknown" | { deadAt: Date | null; deadBy: string | null };
+
+/** Beats; says whether the node had been declared dead meanwhile, or is unknown. */
+export async function heartbeatNode(db: Queryable, nodeId: string): Promise<HeartbeatVerdict> {
+  const { rows } = await db.query<{ was_dead_at: Date | null; was_dead_by: string | null }>(HEARTBEAT, [nodeId]);
+  const row = rows[0];
+  return row ? { deadAt: row.was_dead_at, deadBy: row.was_dead_by } : "unknown";
 }
 
-export async function deregisterNode(db: Queryable, nodeId: string): Promise<void> {
-  await db.query("update scheduler.nodes set stopped_at = now() where node_id = $1", [nodeId]);
-}
-
-export function defaultHost(): string {
-  return os.hostname();
+/** Clean shutdown, once the worker has stopped: frees what the node's pool still holds. */
+export async function releaseNode(db: Queryable, nodeId: string): Promise<{ jobsReleased: string[]; runsAbandoned: string[] }> {
+  const { rows } = await db.query<{ jobs_released: string[] | null; runs_abandoned: string[] | null }>(RELEASE, [nodeId]);
+  return { jobsReleased: rows[0]?.jobs_released ?? [], runsAbandoned: rows[0]?.runs_abandoned ?? [] };
 }

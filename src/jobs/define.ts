@@ -116,7 +116,7 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
     // Retrying cannot fix a payload: make this attempt the last one.
     await helpers.query("update graphile_worker._private_jobs set max_attempts = attempts where id = $1", [helpers.job.id]);
     logger.error({ error: message }, "job failed permanently: invalid payload");
-    runtime.events.emit("job:failed", { ...base, error: message, permanent: true });
+    runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: true });
     throw new PermanentJobError(message);
   }
   const payload = parsed.data as Record<string, unknown> & { enforce: boolean };
@@ -169,7 +169,14 @@ async function runJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers,
         nodeId: runtime.nodeId,
       });
       clearTimeout(timer);
-      await finishRunAndUnlock(client, runId, lockKey, result);
+      try {
+        await finishRunAndUnlock(client, runId, lockKey, result);
+      } catch (error) {
+        // The work is done; only this connection broke. Record the success on the pool (the
+        // lock went with the session), so the run is not re-run as a failure.
+        logger.warn({ error: errorMessage(error) }, "recording the run's success on its own connection failed; retrying on the pool");
+        await finishRun(helpers, runId, { status: "success", result });
+      }
       const durationMs = Date.now() - started;
       logger.info({ itemsProcessed: result.itemsProcessed, itemsFailed: result.itemsFailed, durationMs, dryRun: !payload.enforce, details: result.details }, result.message);
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });

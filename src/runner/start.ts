@@ -15,7 +15,9 @@ import type { DefinedJob } from "../jobs/define.ts";
 import type { JobRuntime } from "../jobs/runtime.ts";
 import { pruneRuns } from "../history/runs.ts";
 import { waitForRun, type FinishedRun } from "../history/wait.ts";
-import { deregisterNode, heartbeat, newNodeId, recordWorkerPool, registerNode } from "../cluster/nodes.ts";
+import { applicationNameFor, newNodeId } from "../cluster/nodes.ts";
+import { startClusterNode, type ClusterSettings } from "../cluster/node.ts";
+import { startServiceReconciler, type ServiceReconciler, type ServiceReconcilerOptions } from "../orchestration/loop.ts";
 import { enqueueJob } from "./enqueue.ts";
 import { loadTasks } from "./tasks.ts";
 
@@ -45,6 +47,13 @@ export interface SchedulerOptions {
   shutdownGraceMs?: number;
   crontabPollMs?: number;
   heartbeatMs?: number;
+  /** Cluster timing; defaults from SCHEDULER_HEARTBEAT_MS, _NODE_DEAD_AFTER_MS, _RESCUE_INTERVAL_MS, SCHEDULER_DB_GIVE_UP_MS. */
+  cluster?: Partial<ClusterSettings>;
+  /**
+   * The reconciler of this host's services (src/orchestration): on unless false or
+   * SCHEDULER_RECONCILE_SERVICES=false; an object overrides its options.
+   */
+  services?: boolean | Partial<ServiceReconcilerOptions>;
   /** Extra graphile-worker `preset.worker` options (e.g. localQueue). */
   workerPreset?: Record<string, unknown>;
 }
@@ -88,7 +97,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   }
   const concurrency = options.concurrency ?? config.SCHEDULER_CONCURRENCY;
   if (!options.pool) await waitForDatabase(connectionString!);
-  const pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log });
+  const pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
   const ownsPool = !options.pool;
 
   try {
@@ -130,15 +139,27 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     }
   }
 
-  await registerNode(pool, { nodeId, host, version });
+  const cluster = await startClusterNode({
+    pool,
+    node: { nodeId, host, version, applicationName: applicationNameFor(nodeId) },
+    logger: log,
+    patientPool: ownsPool,
+    runEvents: events,
+    heartbeatMs: options.heartbeatMs ?? config.SCHEDULER_HEARTBEAT_MS,
+    deadAfterMs: config.SCHEDULER_NODE_DEAD_AFTER_MS,
+    rescueIntervalMs: config.SCHEDULER_RESCUE_INTERVAL_MS,
+    giveUpMs: config.SCHEDULER_DB_GIVE_UP_MS,
+    retentionDays: options.historyRetentionDays ?? config.SCHEDULER_HISTORY_RETENTION_DAYS,
+    ...options.cluster,
+  });
   await publishSchedules(pool, entries, nodeId);
 
   const workerEvents = new EventEmitter() as WorkerEvents;
   let workerPool: WorkerPool | undefined;
   workerEvents.on("pool:create", ({ workerPool: created }) => {
     workerPool = created;
-    recordWorkerPool(pool, nodeId, created.id).catch((error: unknown) => log.warn({ err: error }, "could not record the worker pool id"));
   });
+  cluster.watchWorker(workerEvents);
 
   const runner: Runner = await run(
     {
@@ -147,6 +168,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
       logger: graphileLoggerFor(log),
       events: workerEvents,
       preset: {
+        plugins: [cluster.graphilePlugin],
         worker: {
           concurrentJobs: concurrency,
           // graphile-worker 0.17+ batches completions; a job finishing during shutdown
@@ -186,9 +208,29 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     const removed = await pruneRuns(pool, retentionDays);
     if (removed > 0) log.info({ removed, retentionDays }, "pruned old run history");
   };
-  every(options.heartbeatMs ?? 5000, "heartbeat", () => heartbeat(pool, nodeId));
   every(3_600_000, "history pruning", prune);
   prune().catch((error: unknown) => log.warn({ err: error }, "history pruning failed"));
+
+  let reconciler: ServiceReconciler | null = null;
+  if (options.services !== false && config.SCHEDULER_RECONCILE_SERVICES) {
+    try {
+      reconciler = await startServiceReconciler({
+        pool,
+        host,
+        logger: log,
+        connectionString,
+        intervalMs: config.SCHEDULER_RECONCILE_INTERVAL_MS,
+        protectedPorts: config.SCHEDULER_PROTECTED_PORTS,
+        onShutdown: config.SCHEDULER_SERVICES_ON_SHUTDOWN,
+        logDir: config.SCHEDULER_SERVICES_LOG_DIR,
+        policy: { stopGraceMs: config.SCHEDULER_SERVICES_STOP_GRACE_MS },
+        ...(typeof options.services === "object" ? options.services : {}),
+      });
+    } catch (error) {
+      if (!(error instanceof SchedulerError && error.code === "no_proc")) throw error;
+      log.warn({ error: error.message }, "service reconciler not started on this system");
+    }
+  }
 
   let watcher: CrontabWatcher | null = null;
   const onChange = async (next: CrontabEntry[]) => {
@@ -240,7 +282,8 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
             .catch(() => {});
         }
       }
-      await deregisterNode(pool, nodeId).catch((error: unknown) => log.warn({ err: error }, "could not deregister the node"));
+      await reconciler?.stop().catch((error: unknown) => log.error({ err: error }, "stopping the service reconciler failed"));
+      await cluster.stop();
       if (ownsPool) await pool.end();
       log.info("scheduler stopped");
       events.emit("stopped");
@@ -248,13 +291,20 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     return stopping;
   };
 
-  const done = runner.promise.then(
-    () => undefined,
-    (error: unknown) => {
-      log.error({ err: error }, "the worker stopped with an error");
-      throw error;
-    },
-  );
+  const done = Promise.race([
+    runner.promise.then(
+      () => undefined,
+      (error: unknown) => {
+        log.error({ err: error }, "the worker stopped with an error");
+        throw error;
+      },
+    ),
+    // Database gone for good, or graphile-worker gave up its worker pool: stop, exit non-zero.
+    cluster.failure,
+  ]);
+  // A library user who never awaits `done` must not get an unhandled rejection; `stopped`
+  // and the logs say it too.
+  done.catch(() => {});
 
   return {
     nodeId,

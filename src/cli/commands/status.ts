@@ -15,7 +15,8 @@ export const statusCommand: Command = {
     );
     const nodes = await pool.query(
       `select node_id, host, last_heartbeat_at from scheduler.nodes
-       where stopped_at is null and last_heartbeat_at > now() - interval '30 seconds' order by node_id`,
+       where stopped_at is null and last_heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) order by node_id`,
+      [ctx.config.SCHEDULER_NODE_DEAD_AFTER_MS],
     );
     if (args.values.json) {
       ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows }));

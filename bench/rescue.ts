@@ -1,0 +1,150 @@
+// bench:rescue — time from SIGKILL of the node running a job to that job's restart on another
+// node, with the default cluster settings (heartbeat 5 s, dead after 30 s, rescue every 5 s),
+// over several trials run side by side (each its own database and two real nodes, killed at a
+// random point of the heartbeat cycle). Baseline in the same run: graphile-worker alone, two
+// bare runners, the holder SIGKILLed the same way; its job stays locked until graphile-worker's
+// stale-lock sweep, whose age limit is read from the installed graphile-worker (4 hours).
+//
+//   node scripts/with-postgres.ts bench/rescue.ts      (BENCH_TRIALS=5 by default)
+import { spawn } from "node:child_process";
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Logger, run, type WorkerEvents } from "graphile-worker";
+import pg from "pg";
+import { projectRoot } from "../src/db/sql-file.ts";
+import { createTestDatabase, type TestDatabase } from "../test/helpers/db.ts";
+import { addJob, NodeProcess, runs } from "../test/cluster/harness.ts";
+
+const TRIALS = Number(process.env.BENCH_TRIALS ?? 5);
+const SLOW_MS = 90_000;
+const DEFAULTS = { SCHEDULER_HEARTBEAT_MS: "5000", SCHEDULER_NODE_DEAD_AFTER_MS: "30000", SCHEDULER_RESCUE_INTERVAL_MS: "5000" };
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until<T>(check: () => Promise<T | null | undefined | false>, timeoutMs: number, what: string): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const value = await check();
+    if (value) return value;
+    await sleep(100);
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+/** Child mode: a bare graphile-worker runner with one task that sleeps in SQL. */
+async function bareWorker(connectionString: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString, max: 4 });
+  pool.on("error", () => {});
+  pool.on("connect", (client) => client.on("error", () => {}));
+  const events = new EventEmitter() as WorkerEvents;
+  events.on("pool:create", ({ workerPool }) => console.log(JSON.stringify({ workerPoolId: workerPool.id })));
+  const runner = await run(
+    {
+      pgPool: pool,
+      concurrency: 1,
+      events,
+      logger: new Logger(() => () => {}),
+      preset: { worker: { completeJobBatchDelay: 0, failJobBatchDelay: 0 } },
+    },
+    { slow: async (payload, helpers) => void (await helpers.query("select pg_sleep($1::float8 / 1000)", [(payload as { ms: number }).ms])) },
+  );
+  await runner.promise;
+}
+
+interface Trial {
+  restartMs: number;
+  sinceLastBeatMs: number;
+}
+
+/** Two real nodes with default settings; SIGKILL the one running the job; time the restart. */
+async function trial(index: number): Promise<Trial> {
+  const db = await createTestDatabase();
+  const nodes = [1, 2].map((i) => new NodeProcess(`t${index}n${i}`, { DATABASE_URL: db.connectionString, SCHEDULER_HOST: `trial${index}-${i}`, ...DEFAULTS }));
+  try {
+    await Promise.all(nodes.map((node) => node.started(60_000)));
+    const jobId = await addJob(db.pool, "slow", { ms: SLOW_MS, tag: `trial${index}` });
+    const first = await until(async () => (await runs(db.pool, "job_id = $1", [jobId]))[0], 30_000, "the job to start");
+    const holder = nodes.find((node) => node.nodeId === first.node_id)!;
+    await sleep(Math.random() * 5000); // anywhere in the heartbeat cycle
+    const { rows } = await db.pool.query("select extract(epoch from now() - last_heartbeat_at) * 1000 as ms from scheduler.nodes where node_id = $1", [holder.nodeId]);
+    holder.kill("SIGKILL");
+    const killedAt = Date.now();
+    await until(async () => (await runs(db.pool, "job_id = $1 and id > $2", [jobId, first.id])).length > 0, 120_000, "the job to restart");
+    return { restartMs: Date.now() - killedAt, sinceLastBeatMs: Number(rows[0].ms) };
+  } finally {
+    for (const node of nodes) node.kill("SIGKILL");
+    await Promise.all(nodes.map((node) => node.exited));
+    await db.drop();
+  }
+}
+
+/** graphile-worker alone: is the dead runner's job still locked after `observeMs`? */
+async function baseline(observeMs: () => number): Promise<{ observedMs: number; stillLocked: boolean; rerun: boolean }> {
+  const db: TestDatabase = await createTestDatabase({ migrate: false });
+  const self = fileURLToPath(import.meta.url);
+  const workers = [0, 1].map(() => {
+    const child = spawn(process.execPath, [self, "--bare-worker", db.connectionString], { cwd: projectRoot, stdio: ["ignore", "pipe", "inherit"] });
+    const ready = new Promise<string>((resolve) => child.stdout.on("data", (chunk: Buffer) => {
+      const match = /"workerPoolId":"([^"]+)"/.exec(chunk.toString());
+      if (match) resolve(match[1]!);
+    }));
+    return { child, ready };
+  });
+  try {
+    const poolIds = await Promise.all(workers.map((worker) => worker.ready));
+    const { rows } = await db.pool.query("select id from graphile_worker.add_job('slow', json_build_object('ms', $1::int))", [SLOW_MS]);
+    const jobId = rows[0].id as string;
+    const lockedBy = await until(async () => (await db.pool.query("select locked_by from graphile_worker.jobs where id = $1", [jobId])).rows[0]?.locked_by as string | null, 30_000, "a bare runner to take the job");
+    workers[poolIds.indexOf(lockedBy)]!.child.kill("SIGKILL");
+    const killedAt = Date.now();
+    while (Date.now() - killedAt < observeMs()) await sleep(500);
+    const state = (await db.pool.query("select locked_by, attempts from graphile_worker.jobs where id = $1", [jobId])).rows[0];
+    return { observedMs: Date.now() - killedAt, stillLocked: state?.locked_by === lockedBy, rerun: (state?.attempts ?? 0) > 1 };
+  } finally {
+    for (const worker of workers) worker.child.kill("SIGKILL");
+    await db.drop();
+  }
+}
+
+/** The age after which graphile-worker's own sweep unlocks a job, from its installed source. */
+function graphileStaleLockMs(): number {
+  const source = fs.readFileSync(path.join(projectRoot, "node_modules/graphile-worker/dist/sql/resetLockedAt.js"), "utf8");
+  const match = /interval '(\d+) hours'/.exec(source);
+  if (!match) throw new Error("could not find the stale-lock interval in graphile-worker's resetLockedAt.js");
+  return Number(match[1]) * 3_600_000;
+}
+
+async function main(): Promise<void> {
+  if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
+  const staleLockMs = graphileStaleLockMs();
+  console.log(`bench:rescue — ${TRIALS} trials side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
+  const results: Trial[] = [];
+  // allSettled: a failing trial must not leave the other trials' nodes running.
+  const trials = Promise.allSettled(Array.from({ length: TRIALS }, (_, i) => trial(i + 1).then((result) => void (results[i] = result))));
+  // The baseline is watched at least as long as the slowest of our trials took.
+  const bare = baseline(() => Math.max(45_000, ...results.filter(Boolean).map((result) => result.restartMs + 5000)));
+  const [settled, bareSettled] = await Promise.all([trials, bare.then((value) => ({ value }), (error: unknown) => ({ error }))]);
+  const failures = [...settled.filter((outcome) => outcome.status === "rejected").map((outcome) => outcome.reason), ...("error" in bareSettled ? [bareSettled.error] : [])];
+  if (failures.length > 0 || !("value" in bareSettled)) {
+    for (const failure of failures) console.error(failure);
+    process.exitCode = 1;
+    return;
+  }
+  const observed = bareSettled.value;
+
+  const times = results.map((result) => result.restartMs).sort((a, b) => a - b);
+  const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;
+  const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
+  for (const [i, result] of results.entries()) console.log(`  trial ${i + 1}: restarted ${s(result.restartMs)} after SIGKILL (its last heartbeat was ${s(result.sinceLastBeatMs)} before the kill)`);
+  console.log(`SIGKILL -> restart on another node: median ${s(median)}, min ${s(times[0]!)}, max ${s(times.at(-1)!)}  (target: under 60 s)`);
+  console.log(
+    `graphile-worker alone: after ${s(observed.observedMs)} the job was ${observed.stillLocked ? "still locked by the dead runner" : "no longer locked"}${observed.rerun ? " and had run again" : ", not run again"}; ` +
+      `its stale-lock sweep frees it ${staleLockMs / 3_600_000} h after it was locked`,
+  );
+  console.log(`ratio: ${(staleLockMs / median).toFixed(0)}x sooner than graphile-worker alone (${staleLockMs / 3_600_000} h / ${s(median)})`);
+  if (!observed.stillLocked || median >= 60_000) process.exitCode = 1;
+}
+
+if (process.argv[2] === "--bare-worker") await bareWorker(process.argv[3]!);
+else await main();

@@ -1,0 +1,133 @@
+import { describeTarget } from "../db/pool.ts";
+import { errorMessage, SchedulerError } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+// What a node knows about its database connection: the heartbeat connection is the judge
+// (it is dedicated and always open), the pool's waiting connects report to it, and when the
+// database has been gone for longer than the give-up time every waiting connect fails and
+// the node stops with a clear error instead of waiting forever.
+
+const CONNECTION_ERROR_CODES = new Set([
+  "57P01", // admin_shutdown: pg_terminate_backend, server shutting down
+  "57P02", // crash_shutdown
+  "57P03", // cannot_connect_now: server starting up or shutting down
+  "53300", // too_many_connections
+  "ECONNRESET",
+  "ECONNREFUSED",
+  "EPIPE",
+  "ETIMEDOUT",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "EAI_AGAIN",
+  "ENOTFOUND",
+]);
+
+const CONNECTION_ERROR_MESSAGES = [
+  "Connection terminated",
+  "connection timeout",
+  "timeout exceeded when trying to connect",
+  "Client has encountered a connection error",
+  "Client was closed and is not queryable",
+  "terminating connection",
+  "the database system is",
+  "Query read timeout",
+];
+
+/** True when a query or connect failed because of the connection, not because of the SQL. */
+export function isConnectionError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (typeof code === "string" && (CONNECTION_ERROR_CODES.has(code) || code.startsWith("08"))) return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return CONNECTION_ERROR_MESSAGES.some((fragment) => message.includes(fragment));
+}
+
+/** Errors that waiting will not fix: bad credentials, missing database, the pool was closed. */
+export function isPermanentConnectError(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "28P01" || code === "28000" || code === "3D000") return true;
+  const message = error instanceof Error ? error.message : String(error);
+  return message.includes("Cannot use a pool after calling end");
+}
+
+/** Exponential back-off with jitter: 100 ms, 200 ms, 400 ms ... capped. */
+export function backoffMs(attempt: number, capMs: number): number {
+  const base = Math.min(capMs, 100 * 2 ** Math.min(attempt, 16));
+  return Math.round(base * (0.5 + Math.random() / 2));
+}
+
+export class DatabaseHealth {
+  /** Since when the heartbeat has failed without a success in between; null when healthy. */
+  downSince: number | null = null;
+  /** Since when the heartbeat connection has been answering without interruption. */
+  healthySince: number;
+  lastError: unknown = null;
+  givenUp: SchedulerError | null = null;
+  /** Set when the node starts shutting down: connects stop waiting for the database. */
+  stopping = false;
+  private poolWaiting = false;
+  private readonly target: string;
+  private readonly logger: Logger;
+  private readonly giveUpMs: number;
+  private readonly onGiveUp: (error: SchedulerError) => void;
+
+  constructor(options: { connectionTarget: string; logger: Logger; giveUpMs: number; startedHealthySince: number; onGiveUp(error: SchedulerError): void }) {
+    this.target = options.connectionTarget;
+    this.logger = options.logger;
+    this.giveUpMs = options.giveUpMs;
+    this.onGiveUp = options.onGiveUp;
+    this.healthySince = options.startedHealthySince;
+  }
+
+  /** The heartbeat reached the database. */
+  up(): void {
+    if (this.downSince !== null) {
+      this.logger.info({ downMs: Date.now() - this.downSince }, "database connection restored");
+      this.downSince = null;
+      this.healthySince = Date.now();
+    }
+    this.lastError = null;
+  }
+
+  /** The heartbeat failed; gives up when the database has been gone for too long. */
+  down(error: unknown): void {
+    this.lastError = error;
+    if (this.downSince === null) {
+      this.downSince = Date.now();
+      this.logger.warn(
+        { error: errorMessage(error), giveUpAfterMs: this.giveUpMs },
+        `lost the database connection (${describeTarget(this.target)}); reconnecting with back-off, running jobs wait for it`,
+      );
+      return;
+    }
+    const downMs = Date.now() - this.downSince;
+    if (downMs >= this.giveUpMs && !this.givenUp) {
+      this.givenUp = new SchedulerError(
+        "database_lost",
+        `no answer from PostgreSQL at ${describeTarget(this.target)} for ${Math.round(downMs / 1000)} s (last error: ${errorMessage(error)}); this node stops`,
+        { hint: "start PostgreSQL or fix DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer; a supervisor (systemd, Kubernetes) restarts the node", exitCode: 1 },
+      );
+      this.logger.fatal({ error: errorMessage(error), downMs }, this.givenUp.describe());
+      this.onGiveUp(this.givenUp);
+    }
+  }
+
+  /** Called by the pool while a connect waits for the database or for a free slot. */
+  poolConnectFailed(error: unknown): void {
+    if (!this.poolWaiting) {
+      this.poolWaiting = true;
+      this.logger.warn({ error: errorMessage(error) }, "waiting for a database connection (the server refuses or the pool is full); retrying with back-off");
+    }
+  }
+
+  poolConnected(): void {
+    if (this.poolWaiting) {
+      this.poolWaiting = false;
+      this.logger.info("database connections available again");
+    }
+  }
+
+  /** How long the database has been reachable without interruption, in ms (0 while down). */
+  connectedForMs(): number {
+    return this.downSince === null ? Date.now() - this.healthySince : 0;
+  }
+}

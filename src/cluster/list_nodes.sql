@@ -1,0 +1,25 @@
+-- Nodes for `systemprompt-scheduler nodes`: state judged with the caller's dead threshold ($1,
+-- ms) the same way rescue judges it, and what each node holds right now.
+select
+  n.node_id,
+  n.host,
+  n.pid,
+  n.version,
+  n.started_at,
+  n.last_heartbeat_at,
+  round(extract(epoch from now() - n.last_heartbeat_at) * 1000)::bigint as silent_ms,
+  case
+    when n.stopped_at is not null then 'stopped'
+    when n.dead_at is not null then 'dead'
+    when greatest(n.last_heartbeat_at, pg_postmaster_start_time()) < now() - make_interval(secs => $1::float8 / 1000) then 'dead'
+    else 'alive'
+  end as state,
+  n.dead_at as rescued_at,
+  n.dead_by as rescued_by,
+  n.stopped_at,
+  n.worker_pool_id,
+  (select count(*) from graphile_worker.jobs j where j.locked_by = n.worker_pool_id)::int as running_jobs,
+  (select count(*) from scheduler.job_runs r where r.node_id = n.node_id and r.status = 'running')::int as running_runs
+from scheduler.nodes n
+where $2::boolean or (n.stopped_at is null and (n.dead_at is null or n.dead_at > now() - interval '1 day'))
+order by n.stopped_at is not null, n.dead_at is not null, n.host, n.started_at;

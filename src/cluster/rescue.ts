@@ -1,0 +1,129 @@
+import type { Queryable } from "../db/pool.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+import type { DatabaseHealth } from "./health.ts";
+
+// Rescue: a live node periodically declares dead the nodes silent for longer than the
+// threshold and frees what they held (scheduler.rescue_dead_nodes in sql/006_cluster.sql).
+
+export interface Rescue {
+  id: string;
+  node_id: string;
+  host: string;
+  worker_pool_id: string | null;
+  rescued_by: string;
+  rescued_at: Date;
+  last_heartbeat_at: Date;
+  jobs_released: string[];
+  runs_abandoned: string[];
+  sessions_ended: number;
+}
+
+const RESCUE = "select * from scheduler.rescue_dead_nodes($1, make_interval(secs => $2::float8 / 1000))";
+const PRUNE = "select scheduler.prune_nodes(make_interval(days => $1), $2) as removed";
+const CLOSE_LOST_RUNS = "select scheduler.close_lost_runs($1, $2::bigint[]) as id";
+
+/** One rescue pass: declares dead the nodes silent for longer than `deadAfterMs`, frees what they held. */
+export async function rescueDeadNodes(db: Queryable, rescuerId: string, deadAfterMs: number): Promise<Rescue[]> {
+  const { rows } = await db.query<Rescue>(RESCUE, [rescuerId, deadAfterMs]);
+  return rows;
+}
+
+/** Closes this node's history rows still marked running although their run ended; returns their ids. */
+export async function closeLostRuns(db: Queryable, nodeId: string, endedRunIds: string[]): Promise<string[]> {
+  const { rows } = await db.query<{ id: string }>(CLOSE_LOST_RUNS, [nodeId, endedRunIds]);
+  return rows.map((row) => row.id);
+}
+
+/** Deletes nodes that stopped (or were rescued) more than `days` ago, and old rescues. */
+export async function pruneNodes(db: Queryable, days: number, batchSize = 1000): Promise<number> {
+  let total = 0;
+  for (;;) {
+    const { rows } = await db.query<{ removed: number }>(PRUNE, [days, batchSize]);
+    const removed = rows[0]?.removed ?? 0;
+    total += removed;
+    if (removed < batchSize) return total;
+  }
+}
+
+export interface RescueLoop {
+  stop(): Promise<void>;
+}
+
+/**
+ * Every `intervalMs` (with jitter, so nodes do not all scan at once), while this node's own
+ * connection has been up for at least `deadAfterMs`: a node that just reconnected cannot
+ * tell a dead peer from one that is still reconnecting after the same outage.
+ */
+export function startRescueLoop(options: {
+  db: Queryable;
+  nodeId: string;
+  intervalMs: number;
+  deadAfterMs: number;
+  retentionDays: number;
+  health: DatabaseHealth;
+  logger: Logger;
+  /** Ids of runs the job wrapper reported ended since the last pass (for closeLostRuns); emptied once checked. */
+  endedRuns: Set<string>;
+  onRescue?(rescue: Rescue): void;
+}): RescueLoop {
+  const { db, nodeId, intervalMs, deadAfterMs, health, logger } = options;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let inFlight: Promise<void> = Promise.resolve();
+  let lastPrune = 0;
+  let lastProblem: string | null = null;
+
+  async function pass(): Promise<void> {
+    try {
+      const ended = [...options.endedRuns];
+      const lost = ended.length > 0 ? await closeLostRuns(db, nodeId, ended) : [];
+      for (const id of ended) options.endedRuns.delete(id);
+      if (lost.length > 0) logger.warn({ runs: lost }, "closed history rows whose outcome could not be recorded (connection lost) as abandoned");
+      if (health.connectedForMs() < deadAfterMs) return;
+      const rescues = await rescueDeadNodes(db, nodeId, deadAfterMs);
+      for (const rescue of rescues) {
+        logger.warn(
+          {
+            deadNode: rescue.node_id,
+            host: rescue.host,
+            lastHeartbeatAt: rescue.last_heartbeat_at,
+            jobsReleased: rescue.jobs_released,
+            runsAbandoned: rescue.runs_abandoned,
+            sessionsEnded: rescue.sessions_ended,
+          },
+          `rescued dead node ${rescue.node_id}: released ${rescue.jobs_released.length} job(s), abandoned ${rescue.runs_abandoned.length} run(s)`,
+        );
+        options.onRescue?.(rescue);
+      }
+      if (Date.now() - lastPrune > 3_600_000) {
+        lastPrune = Date.now();
+        const removed = await pruneNodes(db, options.retentionDays);
+        if (removed > 0) logger.info({ removed }, "pruned old node and rescue records");
+      }
+      lastProblem = null;
+    } catch (error) {
+      const message = errorMessage(error);
+      if (message !== lastProblem) logger.warn({ error: message }, "rescue pass failed; will retry");
+      lastProblem = message;
+    }
+  }
+
+  const schedule = (delay: number) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      inFlight = pass().finally(() => schedule(intervalMs * (0.75 + Math.random() / 2)));
+    }, delay);
+    timer.unref();
+  };
+  schedule(Math.random() * Math.min(intervalMs, 1000));
+
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      await inFlight;
+    },
+  };
+}

@@ -1,0 +1,156 @@
+// Three real nodes (`node src/cli/main.ts start`) on one database, heartbeat 500 ms, dead
+// after 4 s: missed cron ticks filled exactly once, a SIGKILLed node's job rescued, a node with
+// a blocked event loop left alone, a rolling restart with jobs flowing, and every cron tick of
+// the whole run exactly once. Each scenario reports jobs lost, duplicate runs, recovery time.
+import assert from "node:assert/strict";
+import { after, before, describe, it, type TestContext } from "node:test";
+import { listNodes } from "../../src/cluster/list.ts";
+import { useTestDatabase } from "../helpers/db.ts";
+import { eventually, sleep } from "../helpers/wait.ts";
+import { addJob, DEAD_AFTER_MS, feedJobs, NodeProcess, overlaps, queueState, runs, tally, tickTally } from "./harness.ts";
+
+const db = useTestDatabase();
+const MINUTE = 60_000;
+const nodes: NodeProcess[] = [];
+let serial = 0;
+let backfillFrom: Date;
+let firstLiveTick: Date;
+
+function startNode(): NodeProcess {
+  serial += 1;
+  const node = new NodeProcess(`node${serial}`, { DATABASE_URL: db.connectionString, SCHEDULER_HOST: `host-${serial}` });
+  nodes.push(node);
+  return node;
+}
+const live = () => nodes.filter((node) => node.exitCode === undefined);
+
+function report(t: TestContext, scenario: string, figures: { lost: number; duplicates: number; recoveryMs: number | null }): void {
+  t.diagnostic(`${scenario}: jobs lost ${figures.lost}, duplicate runs ${figures.duplicates}, recovery ${figures.recoveryMs === null ? "-" : `${(figures.recoveryMs / 1000).toFixed(1)} s`}`);
+}
+
+describe("three nodes on one database", () => {
+  before(async () => {
+    // The crontab entry `* * * * * tick ?fill=30m` last ran 10 minutes ago (so says
+    // known_crontabs): the nodes must fill the 10 missed minutes between them.
+    const { rows } = await db.pool.query("select date_trunc('minute', now()) - interval '10 minutes' as last");
+    backfillFrom = rows[0].last as Date;
+    await db.pool.query("insert into graphile_worker._private_known_crontabs (identifier, known_since, last_execution) values ('tick', now() - interval '1 hour', $1)", [backfillFrom]);
+    const started = [startNode(), startNode(), startNode()];
+    await Promise.all(started.map((node) => node.started()));
+    firstLiveTick = new Date(Math.floor(Date.now() / MINUTE) * MINUTE + MINUTE);
+  });
+  after(async () => {
+    await Promise.all(live().map((node) => node.stop()));
+  });
+
+  it("fills every missed tick exactly once, whichever node gets there first", async (t) => {
+    const missed = Array.from({ length: 10 }, (_, i) => backfillFrom.getTime() + (i + 1) * MINUTE).filter((ts) => ts < firstLiveTick.getTime());
+    const ticks = await eventually(async () => {
+      const rows = (await runs(db.pool, "task = 'tick' and scheduled_for < $1", [firstLiveTick])).filter((row) => row.status === "success");
+      return rows.length >= missed.length && rows;
+    }, { timeoutMs: 20_000, what: "the missed ticks to run" });
+    assert.deepEqual(ticks.map((row) => row.scheduled_for!.getTime()).sort(), missed, "one run per missed minute, none missing");
+    report(t, "3 nodes, back-filled ticks", { lost: 0, duplicates: ticks.length - missed.length, recoveryMs: null });
+  });
+
+  it("reruns the slow job of a SIGKILLed node on another node; the killed run is abandoned, never overlapping", async (t) => {
+    // Longer than the dead threshold: the killed node's session is still sleeping when rescued.
+    const jobId = await addJob(db.pool, "slow", { ms: 8000, tag: "killed" });
+    const [first] = await eventually(async () => {
+      const rows = await runs(db.pool, "job_id = $1 and status = 'running'", [jobId]);
+      return rows.length === 1 && rows;
+    }, { what: "the slow job to start" });
+    const holder = nodes.find((node) => node.nodeId === first!.node_id)!;
+    await sleep(500);
+    holder.kill("SIGKILL");
+    const killedAt = Date.now();
+    const rerun = await eventually(async () => (await runs(db.pool, "job_id = $1 and id > $2", [jobId, first!.id]))[0], { timeoutMs: 15_000, what: "the job to run again" });
+    const restartMs = Date.now() - killedAt;
+    assert.notEqual(rerun.node_id, holder.nodeId);
+    const [abandoned] = await runs(db.pool, "id = $1", [first!.id]);
+    assert.equal(abandoned!.status, "abandoned");
+    assert.match(abandoned!.error!, new RegExp(`node ${holder.nodeId} stopped heartbeating at .* declared dead by`));
+    assert.ok(rerun.started_at >= abandoned!.finished_at!, "the rerun started after the killed run was given up");
+    const [rescue] = (await db.pool.query("select * from scheduler.rescues where node_id = $1", [holder.nodeId])).rows;
+    assert.deepEqual(rescue.jobs_released, [jobId]);
+    assert.ok(rescue.sessions_ended >= 1, "the killed node's orphaned session (still in pg_sleep) was ended");
+    const done = await eventually(async () => (await runs(db.pool, "job_id = $1 and status = 'success'", [jobId]))[0], { timeoutMs: 20_000, what: "the rerun to finish" });
+    assert.equal(done.id, rerun.id);
+    assert.ok(restartMs < DEAD_AFTER_MS + 3000, `restarted ${restartMs} ms after the kill (dead after ${DEAD_AFTER_MS} ms, rescue every 0.5 s)`);
+    assert.deepEqual(overlaps(await runs(db.pool, "task = 'slow'")), []);
+    report(t, "SIGKILL of the node running a slow job", { lost: 0, duplicates: (await runs(db.pool, "job_id = $1 and status = 'success'", [jobId])).length - 1, recoveryMs: restartMs });
+    await startNode().started();
+  });
+
+  it("does not declare dead a node whose event loop is blocked for 4 heartbeats", async (t) => {
+    const jobId = await addJob(db.pool, "busy", { ms: 2000, tag: "busy" });
+    const [running] = await eventually(async () => {
+      const rows = await runs(db.pool, "job_id = $1", [jobId]);
+      return rows.length === 1 && rows;
+    }, { what: "the busy job to start" });
+    let longestSilence = 0;
+    for (;;) {
+      const row = (await listNodes(db.pool, { deadAfterMs: DEAD_AFTER_MS })).find((candidate) => candidate.node_id === running!.node_id);
+      longestSilence = Math.max(longestSilence, Number(row?.silent_ms ?? 0));
+      assert.equal(row?.state, "alive");
+      if ((await runs(db.pool, "job_id = $1 and status <> 'running'", [jobId])).length > 0) break;
+      await sleep(100);
+    }
+    assert.ok(longestSilence >= 1500, `the node was silent for ${longestSilence} ms while blocked`);
+    const [finished] = await runs(db.pool, "job_id = $1", [jobId]);
+    assert.equal(finished!.status, "success");
+    await sleep(1000);
+    const rescued = await db.pool.query("select node_id from scheduler.rescues where node_id = $1", [running!.node_id]);
+    assert.deepEqual(rescued.rows, [], "never rescued");
+    t.diagnostic(`blocked event loop: silent up to ${longestSilence} ms, threshold ${DEAD_AFTER_MS} ms, not rescued`);
+  });
+
+  it("loses no job and leaves nothing locked through a rolling restart (SIGTERM one node at a time)", async (t) => {
+    const rescuesBefore = (await db.pool.query("select count(*)::int as n from scheduler.rescues")).rows[0].n as number;
+    const feeder = feedJobs(db.pool, "roll", { ms: 150, everyMs: 60 });
+    const restarted = live();
+    for (const old of restarted) {
+      const replacement = startNode();
+      await replacement.started();
+      await sleep(500);
+      assert.equal(await old.stop(), 0, `${old.name} exits 0 on SIGTERM`);
+    }
+    const tags = await feeder.stop();
+    const drainStarted = Date.now();
+    await eventually(async () => {
+      const state = await queueState(db.pool);
+      return state.queued === 0 && state.locked === 0 && state.lockedQueues === 0;
+    }, { timeoutMs: 30_000, what: "the queue to drain with nothing left locked" });
+    const drainMs = Date.now() - drainStarted;
+    const { lost, duplicates } = tally(await runs(db.pool, "payload->>'tag' like 'roll-%'"), tags);
+    assert.deepEqual(lost, []);
+    assert.deepEqual(duplicates, []);
+    assert.deepEqual(overlaps(await runs(db.pool, "task like 'work_%'")), []);
+    const rescuesAfter = (await db.pool.query("select count(*)::int as n from scheduler.rescues")).rows[0].n as number;
+    assert.equal(rescuesAfter, rescuesBefore, "clean shutdowns release their jobs; nothing needed rescuing");
+    const stopped = await db.pool.query("select node_id from scheduler.nodes where stopped_at is not null");
+    assert.deepEqual(
+      restarted.map((node) => node.nodeId).filter((id) => !stopped.rows.some((row) => row.node_id === id)),
+      [],
+      "every restarted node deregistered",
+    );
+    report(t, `rolling restart, ${tags.length} jobs`, { lost: lost.length, duplicates: duplicates.length, recoveryMs: drainMs });
+  });
+
+  it("ran every cron tick of the whole run exactly once, none missing", async (t) => {
+    // At least one live tick (not back-filled) must have happened.
+    await eventually(async () => (await runs(db.pool, "task = 'tick' and scheduled_for >= $1 and status = 'success'", [firstLiveTick])).length > 0, {
+      timeoutMs: 75_000,
+      intervalMs: 500,
+      what: "a live tick",
+    });
+    const rows = await runs(db.pool, "task = 'tick'");
+    const { ticks, missing, duplicates } = tickTally(rows, backfillFrom.getTime() + MINUTE);
+    assert.deepEqual(missing, [], "every minute from the back-fill to the last tick");
+    assert.deepEqual(duplicates, []);
+    assert.equal(rows.length, ticks, "one history row per tick");
+    assert.ok(rows.every((row) => row.status === "success"));
+    const liveTicks = rows.filter((row) => row.scheduled_for! >= firstLiveTick).length;
+    report(t, `cron, ${ticks} ticks (${liveTicks} live) across kill and restarts`, { lost: missing.length, duplicates: duplicates.length, recoveryMs: null });
+  });
+});
