@@ -5,23 +5,26 @@ import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPo
 import { loadConfig } from "../config.ts";
 import { createPool, waitForDatabase, type Pool } from "../db/pool.ts";
 import { migrate } from "../db/migrate.ts";
-import { projectRoot, readSql } from "../db/sql-file.ts";
+import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
 import { createLogger, graphileLoggerFor, type Logger } from "../log.ts";
-import { parseCrontabOrThrow, type CrontabEntry } from "../crontab/parse.ts";
+import type { CrontabEntry } from "../crontab/parse.ts";
+import { loadCrontab } from "../crontab/source.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
-import type { DefinedJob } from "../jobs/define.ts";
+import { describePayloadErrors, type DefinedJob } from "../jobs/define.ts";
 import type { JobRuntime } from "../jobs/runtime.ts";
 import { pruneRuns } from "../history/runs.ts";
 import { waitForRun, type FinishedRun } from "../history/wait.ts";
 import { applicationNameFor, newNodeId } from "../cluster/nodes.ts";
 import { startClusterNode, type ClusterSettings } from "../cluster/node.ts";
-import { startServiceReconciler, type ServiceReconciler, type ServiceReconcilerOptions } from "../orchestration/loop.ts";
+import type { ServiceReconcilerOptions } from "../orchestration/loop.ts";
+import { checkBootstrapJobs, queueBootstrapJobs } from "./bootstrap.ts";
+import { drainWorker } from "./drain.ts";
 import { enqueueJob } from "./enqueue.ts";
+import { startServicesOfHost } from "./services.ts";
 import { loadTasks } from "./tasks.ts";
 
-const claimBootstrap = readSql(import.meta.url, "bootstrap.sql");
 const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
 export interface SchedulerOptions {
@@ -114,30 +117,12 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   const { taskList, jobs } = await loadTasks(taskDirectory, options.jobs ?? [], runtime);
   const knownTasks = new Set(Object.keys(taskList));
 
-  const crontabPath = options.crontab === undefined ? path.resolve(options.crontabPath ?? config.SCHEDULER_CRONTAB) : null;
-  let crontabText = options.crontab ?? "";
-  if (crontabPath) {
-    try {
-      crontabText = fs.readFileSync(crontabPath, "utf8");
-    } catch (error) {
-      throw new SchedulerError("crontab_missing", `cannot read crontab ${crontabPath}: ${(error as Error).message}`, {
-        hint: "create the file (an empty one disables cron) or set SCHEDULER_CRONTAB to its path",
-        exitCode: 2,
-      });
-    }
-  }
-  let entries = parseCrontabOrThrow(crontabText, crontabPath ?? "(crontab option)", knownTasks);
+  const crontab = loadCrontab({ text: options.crontab, path: path.resolve(options.crontabPath ?? config.SCHEDULER_CRONTAB) }, knownTasks);
+  let entries = crontab.entries;
   const liveItems: ParsedCronItem[] = entries.map((entry) => entry.item);
 
   const bootstrapJobs = options.bootstrapJobs ?? config.SCHEDULER_BOOTSTRAP_JOBS;
-  for (const name of bootstrapJobs) {
-    if (!knownTasks.has(name)) {
-      throw new SchedulerError("unknown_bootstrap_job", `bootstrap job '${name}' has no task`, {
-        hint: `set SCHEDULER_BOOTSTRAP_JOBS to names among: ${[...knownTasks].sort().join(", ")}`,
-        exitCode: 2,
-      });
-    }
-  }
+  checkBootstrapJobs(bootstrapJobs, knownTasks);
 
   const cluster = await startClusterNode({
     pool,
@@ -183,13 +168,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     liveItems,
   );
 
-  for (const name of bootstrapJobs) {
-    const { rows } = await pool.query(claimBootstrap, [name, nodeId]);
-    if (rows.length > 0) {
-      const jobId = await enqueueJob(pool, name, {});
-      log.info({ job: name, jobId }, "bootstrap job queued");
-    }
-  }
+  await queueBootstrapJobs(pool, bootstrapJobs, nodeId, log);
 
   const timers: NodeJS.Timeout[] = [];
   const every = (ms: number, what: string, fn: () => Promise<unknown>) => {
@@ -211,26 +190,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
   every(3_600_000, "history pruning", prune);
   prune().catch((error: unknown) => log.warn({ err: error }, "history pruning failed"));
 
-  let reconciler: ServiceReconciler | null = null;
-  if (options.services !== false && config.SCHEDULER_RECONCILE_SERVICES) {
-    try {
-      reconciler = await startServiceReconciler({
-        pool,
-        host,
-        logger: log,
-        connectionString,
-        intervalMs: config.SCHEDULER_RECONCILE_INTERVAL_MS,
-        protectedPorts: config.SCHEDULER_PROTECTED_PORTS,
-        onShutdown: config.SCHEDULER_SERVICES_ON_SHUTDOWN,
-        logDir: config.SCHEDULER_SERVICES_LOG_DIR,
-        policy: { stopGraceMs: config.SCHEDULER_SERVICES_STOP_GRACE_MS },
-        ...(typeof options.services === "object" ? options.services : {}),
-      });
-    } catch (error) {
-      if (!(error instanceof SchedulerError && error.code === "no_proc")) throw error;
-      log.warn({ error: error.message }, "service reconciler not started on this system");
-    }
-  }
+  const reconciler = await startServicesOfHost({ config, pool, host, connectionString, logger: log, overrides: options.services });
 
   let watcher: CrontabWatcher | null = null;
   const onChange = async (next: CrontabEntry[]) => {
@@ -238,10 +198,10 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     await publishSchedules(pool, next, nodeId);
     events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
   };
-  if (crontabPath) {
+  if (crontab.path) {
     watcher = watchCrontab({
-      path: crontabPath,
-      initialText: crontabText,
+      path: crontab.path,
+      initialText: crontab.text,
       knownTasks,
       liveItems,
       intervalMs: options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS,
@@ -250,7 +210,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     });
   }
 
-  log.info({ host, concurrency, tasks: [...knownTasks].sort(), crontab: crontabPath, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
+  log.info({ host, concurrency, tasks: [...knownTasks].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
 
   let stopping: Promise<void> | null = null;
   const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
@@ -258,30 +218,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     stopping ??= (async () => {
       watcher?.stop();
       for (const timer of timers) clearInterval(timer);
-      log.info({ graceMs: shutdownGraceMs }, "stopping: letting running jobs finish");
-      const graceful = runner.stop().then(() => "stopped" as const, (error: unknown) => {
-        log.warn({ err: error }, "graceful stop reported an error");
-        return "stopped" as const;
-      });
-      const within = async (ms: number) => {
-        let timer: NodeJS.Timeout | undefined;
-        const outcome = await Promise.race([graceful, new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), ms)))]);
-        clearTimeout(timer);
-        return outcome;
-      };
-      if ((await within(shutdownGraceMs)) === "timeout") {
-        // Cancel the jobs' SQL: each run fails with a clear error, graphile-worker
-        // releases it for a retry, and the graceful stop completes.
-        log.warn({ graceMs: shutdownGraceMs }, "running jobs did not finish in time; cancelling them (they will be retried)");
-        cancelJobs.abort();
-        if ((await within(10_000)) === "timeout") {
-          log.error("jobs ignored cancellation; forcing the worker pool down");
-          await Promise.resolve(workerPool?.forcefulShutdown("node shutdown: grace period over")).catch(() => {});
-          await pool
-            .query("update scheduler.job_runs set status = 'abandoned', finished_at = now(), error = 'cancelled at node shutdown' where node_id = $1 and status = 'running'", [nodeId])
-            .catch(() => {});
-        }
-      }
+      await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, db: pool, nodeId, logger: log });
       await reconciler?.stop().catch((error: unknown) => log.error({ err: error }, "stopping the service reconciler failed"));
       await cluster.stop();
       if (ownsPool) await pool.end();
@@ -318,7 +255,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
       const job = jobs.get(task);
       if (job) {
         const parsed = job.schema.safeParse(payload);
-        if (!parsed.success) throw new SchedulerError("invalid_payload", parsed.error.issues.map((issue) => `${issue.path.join(".") || "(payload)"}: ${issue.message}`).join("; "), { exitCode: 2 });
+        if (!parsed.success) throw new SchedulerError("invalid_payload", describePayloadErrors(task, parsed.error), { exitCode: 2 });
       }
       const jobId = await enqueueJob(pool, task, payload);
       if (!runOptions.wait) return { jobId };

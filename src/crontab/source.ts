@@ -1,0 +1,27 @@
+import fs from "node:fs";
+import { SchedulerError } from "../errors.ts";
+import { parseCrontabOrThrow, type CrontabEntry } from "./parse.ts";
+
+export interface CrontabSource {
+  /** The file, when the crontab comes from one (then it is watched); null for given text. */
+  path: string | null;
+  text: string;
+  entries: CrontabEntry[];
+}
+
+/** Reads and validates the crontab: given text, or the file at `path`. */
+export function loadCrontab(source: { text?: string; path: string }, knownTasks: ReadonlySet<string>): CrontabSource {
+  if (source.text !== undefined) {
+    return { path: null, text: source.text, entries: parseCrontabOrThrow(source.text, "(crontab option)", knownTasks) };
+  }
+  let text: string;
+  try {
+    text = fs.readFileSync(source.path, "utf8");
+  } catch (error) {
+    throw new SchedulerError("crontab_missing", `cannot read crontab ${source.path}: ${(error as Error).message}`, {
+      hint: "create the file (an empty one disables cron) or set SCHEDULER_CRONTAB to its path",
+      exitCode: 2,
+    });
+  }
+  return { path: source.path, text, entries: parseCrontabOrThrow(text, source.path, knownTasks) };
+}
