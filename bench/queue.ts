@@ -38,6 +38,8 @@ async function bare(count: number, queue: string | null): Promise<number> {
   const runner = await run({
     connectionString: db.connectionString,
     taskList: { noop: async () => {} },
+    // no cron: run() would otherwise read ./crontab, whose ticks would add jobs of other tasks
+    crontab: "",
     noHandleSignals: true,
     logger: graphileLoggerFor(logger),
     preset: { worker: { concurrentJobs: CONCURRENCY, ...workerPreset } },

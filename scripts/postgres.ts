@@ -1,22 +1,12 @@
 // A PostgreSQL for tests and benchmarks: TEST_DATABASE_URL (or DATABASE_URL) when set,
 // otherwise an embedded server in a fresh temporary folder, removed afterwards.
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { createLogger } from "../src/log.ts";
+import { freePort } from "../test/helpers/net.ts";
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 export interface ServerForRun {
   adminUrl: string;

@@ -1,27 +1,18 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { runningServer } from "../../src/db/embedded.ts";
 import { projectRoot } from "../../src/db/sql-file.ts";
 import { runCliProcess } from "../helpers/cli.ts";
+import { freePort } from "../helpers/net.ts";
 import { eventually } from "../helpers/wait.ts";
 
 // `npm start` with no DATABASE_URL: an embedded PostgreSQL in SCHEDULER_DATA_DIR, reused by
 // CLI commands while the node runs, stopped after the node drains on SIGTERM.
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = net.createServer();
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() => resolve(typeof address === "object" && address ? address.port : 0));
-    });
-  });
-}
 
 describe("start on the embedded PostgreSQL", () => {
   it("starts, is seen by other commands, and shuts down cleanly on SIGTERM", async () => {

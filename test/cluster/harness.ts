@@ -1,12 +1,12 @@
 // Real scheduler nodes for the cluster tests: `node src/cli/main.ts start` child processes on
 // the fixture task folder, with short cluster timings, and helpers to read what they did.
 import { spawn, type ChildProcess } from "node:child_process";
-import net from "node:net";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { projectRoot } from "../../src/db/sql-file.ts";
 import type { Queryable } from "../../src/db/pool.ts";
 import { eventually } from "../helpers/wait.ts";
+export { freePort } from "../helpers/net.ts";
 
 export const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
 
@@ -186,16 +186,6 @@ export async function queueState(db: Queryable): Promise<{ locked: number; queue
   return { locked: rows[0]!.locked, queued: rows[0]!.queued, lockedQueues: rows[0]!.locked_queues };
 }
 
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address() as net.AddressInfo;
-      server.close(() => resolve(address.port));
-    });
-  });
-}
 
 /** Successful runs per tag: the tags never run, and those run more than once. */
 export function tally(rows: RunRow[], tags: string[]): { lost: string[]; duplicates: string[] } {
