@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it, beforeEach } from "node:test";
 import { cleanupInactiveSessions } from "../../src/jobs/cleanup_inactive_sessions/index.ts";
-import { useTestDatabase } from "../helpers/db.ts";
+import { testLogger, useTestDatabase } from "../helpers/db.ts";
 import { runJobLogic, runThroughWorker } from "../helpers/jobs.ts";
 
 const db = useTestDatabase();
@@ -32,6 +32,36 @@ describe("cleanup_inactive_sessions", () => {
     assert.deepEqual(await open(), ["active", "idle-1h-minus"]);
     const { rows } = await db.pool.query("select ended_at from user_sessions where session_id = 'ended'");
     assert.ok(Date.now() - rows[0].ended_at.getTime() > 3.9 * 3600_000, "an ended session keeps its ended_at");
+  });
+
+  it("keeps a session idle for exactly one hour (the rule is strictly more than an hour)", async () => {
+    // One transaction, so that now() is the same instant for the seed and the job.
+    const client = await db.pool.connect();
+    try {
+      await client.query("begin");
+      await client.query("truncate user_sessions");
+      await client.query(`insert into user_sessions (session_id, last_activity_at) values
+        ('exactly-1h', now() - interval '1 hour'), ('1h-and-a-microsecond', now() - interval '1 hour 0.000001 second')`);
+      const result = await cleanupInactiveSessions.run({
+        payload: { inactiveHours: 1, batchSize: 10, enforce: true },
+        enforce: true,
+        db: client,
+        logger: testLogger,
+        signal: new AbortController().signal,
+        jobName: "cleanup_inactive_sessions",
+        task: "cleanup_inactive_sessions",
+        jobId: null,
+        attempt: 1,
+        scheduledFor: null,
+        nodeId: "test",
+      });
+      assert.equal(result.itemsProcessed, 1);
+      const { rows } = await client.query("select session_id from user_sessions where ended_at is null");
+      assert.deepEqual(rows.map((row) => row.session_id), ["exactly-1h"]);
+    } finally {
+      await client.query("rollback");
+      client.release();
+    }
   });
 
   it("is safe to run twice", async () => {
