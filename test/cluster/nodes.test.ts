@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { beforeEach, describe, it } from "node:test";
+import { before, beforeEach, describe, it } from "node:test";
 import pg from "pg";
 import { nodesCommand } from "../../src/cli/commands/nodes.ts";
 import type { CliContext } from "../../src/cli/command.ts";
@@ -8,6 +8,7 @@ import { applicationNameFor, heartbeatNode, registerNode, releaseNode } from "..
 import { closeLostRuns, pruneNodes, rescueDeadNodes } from "../../src/cluster/rescue.ts";
 import { loadConfig } from "../../src/config.ts";
 import { testLogger, useTestDatabase } from "../helpers/db.ts";
+import { eventually } from "../helpers/wait.ts";
 
 const db = useTestDatabase();
 const q = (text: string, values?: unknown[]) => db.pool.query(text, values);
@@ -40,7 +41,20 @@ async function runningRun(nodeId: string, jobId: string | null): Promise<string>
 const jobLock = async (id: string) => (await q("select locked_by from graphile_worker.jobs where id = $1", [id])).rows[0]?.locked_by ?? null;
 const runStatus = async (id: string) => (await q("select status, error from scheduler.job_runs where id = $1", [id])).rows[0];
 
+/**
+ * Silence is counted from the server's start too (a restart condemns nobody), so back-dated
+ * heartbeats only read as silent once the test server has been up longer than the threshold.
+ */
+async function serverUpForTwelveSeconds(): Promise<void> {
+  await eventually(async () => (await q("select pg_postmaster_start_time() < now() - interval '12 seconds' as old")).rows[0].old, {
+    timeoutMs: 20_000,
+    intervalMs: 250,
+    what: "the test server to be up for 12 s",
+  });
+}
+
 describe("cluster registry and rescue (SQL)", () => {
+  before(serverUpForTwelveSeconds);
   beforeEach(async () => {
     await q("truncate scheduler.nodes, scheduler.rescues, scheduler.job_runs");
     await q("delete from graphile_worker._private_jobs");
@@ -178,6 +192,7 @@ describe("cluster settings", () => {
 });
 
 describe("nodes command", () => {
+  before(serverUpForTwelveSeconds);
   it("lists nodes with alive/dead/stopped, last heartbeat and the jobs each holds; --all adds stopped ones", async () => {
     await q("truncate scheduler.nodes, scheduler.rescues");
     await q("delete from graphile_worker._private_jobs");
@@ -188,7 +203,7 @@ describe("nodes command", () => {
     await lockedJob("pool-alive", "q-a2");
     const printed: string[] = [];
     const ctx: CliContext = {
-      config: loadConfig({ SCHEDULER_NODE_DEAD_AFTER_MS: "30000" }),
+      config: loadConfig({ SCHEDULER_NODE_DEAD_AFTER_MS: "10000" }),
       logger: testLogger,
       pool: async () => db.pool,
       print: (text) => printed.push(text),
