@@ -1,5 +1,4 @@
 import os from "node:os";
-import path from "node:path";
 import { z } from "zod";
 import { SchedulerError } from "./errors.ts";
 
@@ -72,8 +71,4 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
     });
   }
   return parsed.data;
-}
-
-export function resolveFromCwd(file: string): string {
-  return path.resolve(process.cwd(), file);
 }

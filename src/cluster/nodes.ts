@@ -1,5 +1,4 @@
 import crypto from "node:crypto";
-import os from "node:os";
 import type { Queryable } from "../db/pool.ts";
 
 // The node registry (scheduler.nodes, sql/002 and sql/006): register, record the worker pool
@@ -27,10 +26,6 @@ const RELEASE = "select jobs_released, runs_abandoned from scheduler.release_nod
 
 export function newNodeId(host: string): string {
   return `${host}:${process.pid}:${crypto.randomBytes(3).toString("hex")}`;
-}
-
-export function defaultHost(): string {
-  return os.hostname();
 }
 
 /**

@@ -58,11 +58,3 @@ export function resolvePolicy(overrides: Partial<Policy> = {}): Policy {
 export function resolveLogDir(logDir: string | undefined): string {
   return path.resolve(logDir ?? DEFAULT_LOG_DIR);
 }
-
-/** Optional keys the lead may add to the config schema; read defensively until then. */
-export function optionalConfig(config: object, key: string): string | number | undefined {
-  const value = (config as Record<string, unknown>)[key];
-  if (typeof value === "string" || typeof value === "number") return value;
-  if (Array.isArray(value)) return value.join(",");
-  return undefined;
-}

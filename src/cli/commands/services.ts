@@ -4,7 +4,7 @@ import { stopService } from "../../orchestration/act.ts";
 import { RESULT_CHANNEL, REQUEST_CHANNEL } from "../../orchestration/notify.ts";
 import { deleteDisabled, getService, listServices, saveService, setDesired, validateDefinition } from "../../orchestration/registry.ts";
 import { planHost, type ReconcileContext } from "../../orchestration/reconcile.ts";
-import { optionalConfig, parsePortList, protectedPortSet, resolveLogDir, resolvePolicy } from "../../orchestration/settings.ts";
+import { protectedPortSet, resolveLogDir, resolvePolicy } from "../../orchestration/settings.ts";
 import { listHostServices, lockHost, unlockHost } from "../../orchestration/store.ts";
 import { MODULE_NAMES, type ModuleName, type PassResult } from "../../orchestration/types.ts";
 import type { CliContext, Command, ParsedArgs } from "../command.ts";
@@ -17,17 +17,16 @@ function thisHost(ctx: CliContext, args: ParsedArgs): string {
 }
 
 function protectedPorts(ctx: CliContext): Set<number> {
-  const configured = optionalConfig(ctx.config, "SCHEDULER_PROTECTED_PORTS");
-  const ports = protectedPortSet(configured === undefined ? undefined : parsePortList(String(configured)), ctx.config.DATABASE_URL);
+  const ports = protectedPortSet(ctx.config.SCHEDULER_PROTECTED_PORTS, ctx.config.DATABASE_URL);
   if (!ctx.config.DATABASE_URL) ports.add(ctx.config.SCHEDULER_EMBEDDED_PORT); // the embedded database's port
   return ports;
 }
 
 function cliContext(ctx: CliContext, pool: ReconcileContext["pool"], host: string, graceMs?: number): ReconcileContext {
-  const grace = graceMs ?? Number(optionalConfig(ctx.config, "SCHEDULER_SERVICES_STOP_GRACE_MS") ?? 10_000);
+  const grace = graceMs ?? ctx.config.SCHEDULER_SERVICES_STOP_GRACE_MS;
   return {
     pool, host, logger: ctx.logger, policy: resolvePolicy({ stopGraceMs: grace }), protectedPorts: protectedPorts(ctx),
-    logDir: resolveLogDir(optionalConfig(ctx.config, "SCHEDULER_SERVICES_LOG_DIR")?.toString()), children: null,
+    logDir: resolveLogDir(ctx.config.SCHEDULER_SERVICES_LOG_DIR), children: null,
   };
 }
 
