@@ -29,8 +29,11 @@ export function graphileLoggerFor(logger: Logger): GraphileLogger {
   return new GraphileLogger((scope) => {
     const child = logger.child({ component: "graphile-worker", ...compactScope(scope) });
     return (level, message, meta) => {
-      const method = levels[level] ?? "info";
-      if (meta && typeof meta === "object" && "error" in meta) child[method]({ err: (meta as { error: unknown }).error }, message);
+      const error = meta && typeof meta === "object" && "error" in meta ? (meta as { error: unknown }).error : undefined;
+      // A run that waits for its job's lock goes back to the queue by "failing" (src/jobs/execute.ts):
+      // routine, not an error.
+      const method = (error as { code?: unknown } | undefined)?.code === "run_deferred" ? "debug" : (levels[level] ?? "info");
+      if (error !== undefined) child[method]({ err: error }, message);
       else child[method](message);
     };
   });

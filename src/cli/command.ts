@@ -2,6 +2,7 @@ import type { ParseArgsConfig } from "node:util";
 import type { Config } from "../config.ts";
 import type { Pool } from "../db/pool.ts";
 import type { Logger } from "../log.ts";
+import { SchedulerError } from "../errors.ts";
 
 export interface CliContext {
   config: Config;
@@ -27,7 +28,14 @@ export interface Command {
   summary: string;
   usage: string;
   options?: NonNullable<ParseArgsConfig["options"]>;
+  /** How many positional arguments it takes (default none); more are refused. */
+  maxPositionals?: number;
   /** Sub-commands, e.g. `services list`; when present, `run` is not called. */
   subcommands?: Command[];
   run(ctx: CliContext, args: ParsedArgs): Promise<number>;
+}
+
+/** A usage error (exit 2), with the command's usage text. */
+export function usageError(message: string, usage: string): SchedulerError {
+  return new SchedulerError("usage", `${message}\n\n${usage}`, { exitCode: 2 });
 }

@@ -1,12 +1,13 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import pg from "pg";
 import { loadConfig, type Config } from "../config.ts";
 import { resolveDatabase, type DatabaseTarget } from "../db/connect.ts";
 import { createPool, type Pool } from "../db/pool.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import { createLogger } from "../log.ts";
-import type { CliContext, Command } from "./command.ts";
+import { usageError, type CliContext, type Command } from "./command.ts";
 import { banCommand, bansCommand, unbanCommand } from "./commands/bans.ts";
 import { historyCommand } from "./commands/history.ts";
 import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
@@ -31,9 +32,20 @@ function overview(): string {
   ].join("\n");
 }
 
-function usageError(message: string, usage: string): SchedulerError {
-  return new SchedulerError("usage", `${message}\n\n${usage}`, { exitCode: 2 });
-}
+// Counts (bigint) come back from pg as strings; in the CLI's output they are numbers.
+const INT8_OID = 20;
+const cliTypes = {
+  getTypeParser(oid: number, format?: "text" | "binary") {
+    if (oid === INT8_OID) {
+      return (text: string) => {
+        const value = Number(text);
+        return Number.isSafeInteger(value) ? value : text;
+      };
+    }
+    return pg.types.getTypeParser(oid, format);
+  },
+} as pg.CustomTypesConfig;
+
 
 /** Finds the command (and sub-command) named by argv; returns it with the remaining args. */
 function pick(argv: string[]): { command: Command; rest: string[] } | null {
@@ -70,6 +82,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       console.log(command.usage);
       return 0;
     }
+    const maxPositionals = command.maxPositionals ?? 0;
+    if (parsed.positionals.length > maxPositionals) {
+      const stray = parsed.positionals.slice(maxPositionals).map((arg) => `'${arg}'`).join(" ");
+      throw usageError(`unexpected argument(s) ${stray}`, command.usage);
+    }
     const config: Config = loadConfig(env);
     // Commands other than start log only problems, unless LOG_LEVEL says otherwise.
     const logger = createLogger(command === startCommand || env.LOG_LEVEL ? config.LOG_LEVEL : "warn");
@@ -79,7 +96,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       async pool() {
         if (!pool) {
           database = await resolveDatabase(config, logger);
-          pool = createPool(database.connectionString, { max: 4, logger });
+          pool = createPool(database.connectionString, { max: 4, logger, types: cliTypes });
         }
         return pool;
       },

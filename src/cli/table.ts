@@ -10,7 +10,7 @@ export function renderTable(rows: Record<string, unknown>[], columns: { key: str
 
 export function formatCell(value: unknown): string {
   if (value === null || value === undefined) return "-";
-  if (value instanceof Date) return value.toISOString().replace("T", " ").replace(/\.\d{3}Z$/, "Z");
+  if (value instanceof Date) return value.toISOString().replace(/\.\d{3}Z$/, "Z");
   if (typeof value === "object") return JSON.stringify(value);
   const text = String(value);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;

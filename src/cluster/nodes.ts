@@ -10,13 +10,18 @@ export interface NodeRegistration {
   version: string;
   /** What this node's connections call themselves (see applicationNameFor). */
   applicationName: string;
+  /** The tasks this node can run (`run` refuses a task no live node knows). */
+  tasks?: string[];
 }
 
 const REGISTER = `
-insert into scheduler.nodes (node_id, host, pid, version, application_name)
-values ($1, $2, $3, $4, $5)
+insert into scheduler.nodes (node_id, host, pid, version, application_name, tasks)
+values ($1, $2, $3, $4, $5, $6)
 on conflict (node_id) do update
-  set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null, application_name = excluded.application_name`;
+  set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null,
+      application_name = excluded.application_name, tasks = coalesce(excluded.tasks, scheduler.nodes.tasks)`;
+
+const PUBLISH_TASKS = "update scheduler.nodes set tasks = $2 where node_id = $1";
 
 const RECORD_WORKER_POOL = "update scheduler.nodes set worker_pool_id = $2 where node_id = $1";
 
@@ -41,7 +46,11 @@ export function applicationNameFor(nodeId: string): string {
 }
 
 export async function registerNode(db: Queryable, node: NodeRegistration): Promise<void> {
-  await db.query(REGISTER, [node.nodeId, node.host, process.pid, node.version, node.applicationName]);
+  await db.query(REGISTER, [node.nodeId, node.host, process.pid, node.version, node.applicationName, node.tasks ?? null]);
+}
+
+export async function publishNodeTasks(db: Queryable, nodeId: string, tasks: string[]): Promise<void> {
+  await db.query(PUBLISH_TASKS, [nodeId, tasks]);
 }
 
 export async function recordWorkerPool(db: Queryable, nodeId: string, workerPoolId: string): Promise<void> {

@@ -1,17 +1,21 @@
 import { parseCrontab, type ParsedCronItem } from "graphile-worker";
+import JSON5 from "json5";
 import { SchedulerError } from "../errors.ts";
+import { cronFieldsOf, type CronFields } from "../graphile/internals.ts";
 
 // Our crontab is graphile-worker's format, parsed by graphile-worker itself, line by
 // line so that every bad line is reported at once. On top we add what an operator
-// expects: task names checked against the task files, a description from the comment
-// above each entry, and safe per-entry defaults (see withDefaults).
+// expects: task names checked against the task files, each entry's payload checked against
+// its job's schema, a description from the comment above each entry, and safe per-entry
+// defaults (see withDefaults).
 
-export interface CronFields {
-  minutes: number[];
-  hours: number[];
-  dates: number[];
-  months: number[];
-  dows: number[];
+export type { CronFields };
+
+/** What the parser checks entries against: the tasks a node can run. */
+export interface TaskCatalog {
+  names(): ReadonlySet<string>;
+  /** A problem with an entry's payload for this task, or null when it is acceptable. */
+  checkPayload(task: string, payload: Record<string, unknown>): string | null;
 }
 
 export interface CrontabEntry {
@@ -38,7 +42,8 @@ export interface ParseResult {
 }
 
 /** Parses crontab text; problems are collected, not thrown, so all are reported at once. */
-export function parseCrontabText(text: string, knownTasks?: ReadonlySet<string>): ParseResult {
+export function parseCrontabText(text: string, catalog?: TaskCatalog): ParseResult {
+  const knownTasks = catalog?.names();
   const lines = text.split(/\r?\n/);
   const entries: CrontabEntry[] = [];
   const problems: CrontabProblem[] = [];
@@ -62,7 +67,7 @@ export function parseCrontabText(text: string, knownTasks?: ReadonlySet<string>)
       const parsed = parseCrontab("\n".repeat(index) + line);
       item = parsed[0]!;
     } catch (error) {
-      problems.push({ line: lineNumber, message: (error as Error).message });
+      problems.push({ line: lineNumber, message: explainBadLine(line, lineNumber, (error as Error).message) });
       return;
     }
     if (knownTasks && !knownTasks.has(item.task)) {
@@ -70,6 +75,16 @@ export function parseCrontabText(text: string, knownTasks?: ReadonlySet<string>)
         line: lineNumber,
         message: `task '${item.task}' has no task file (expected tasks/${item.task}.ts); known tasks: ${[...knownTasks].sort().join(", ") || "(none)"}`,
       });
+      return;
+    }
+    const payload = (item.payload as Record<string, unknown> | null) ?? null;
+    if (payload !== null && (typeof payload !== "object" || Array.isArray(payload))) {
+      problems.push({ line: lineNumber, message: `the payload of '${item.identifier}' must be an object like {enforce: false}, not ${JSON.stringify(payload)}` });
+      return;
+    }
+    const payloadProblem = catalog?.checkPayload(item.task, payload ?? {});
+    if (payloadProblem) {
+      problems.push({ line: lineNumber, message: payloadProblem });
       return;
     }
     const clash = entries.find((entry) => entry.identifier === item.identifier);
@@ -86,8 +101,8 @@ export function parseCrontabText(text: string, knownTasks?: ReadonlySet<string>)
       task: item.task,
       schedule: line.split(/\s+/).slice(0, 5).join(" "),
       description,
-      payload: (item.payload as Record<string, unknown> | null) ?? null,
-      fields: fieldsOf(item),
+      payload,
+      fields: cronFieldsOf(item),
       item: withDefaults(item),
     });
   });
@@ -95,8 +110,8 @@ export function parseCrontabText(text: string, knownTasks?: ReadonlySet<string>)
 }
 
 /** Parses and throws one error listing every problem, with file and line. */
-export function parseCrontabOrThrow(text: string, source: string, knownTasks?: ReadonlySet<string>): CrontabEntry[] {
-  const { entries, problems } = parseCrontabText(text, knownTasks);
+export function parseCrontabOrThrow(text: string, source: string, catalog?: TaskCatalog): CrontabEntry[] {
+  const { entries, problems } = parseCrontabText(text, catalog);
   if (problems.length > 0) {
     const lines = problems.map((problem) => `  ${source}:${problem.line}: ${problem.message}`);
     throw new SchedulerError("invalid_crontab", `crontab ${source} has ${problems.length} problem(s):\n${lines.join("\n")}`, {
@@ -107,10 +122,20 @@ export function parseCrontabOrThrow(text: string, source: string, knownTasks?: R
   return entries;
 }
 
-function fieldsOf(item: ParsedCronItem): CronFields {
-  const match = (item.match as unknown as { parsedCronMatch?: CronFields }).parsedCronMatch;
-  if (!match) throw new SchedulerError("graphile_incompatible", "graphile-worker's parsed crontab has no parsedCronMatch; this version is not supported");
-  return match;
+/**
+ * graphile-worker says only "Invalid command specification" when a line's payload is cut
+ * short or malformed (its pattern wants `{...}` at the end of the line); the JSON5 parser's
+ * own message, with the line, tells a person what is wrong.
+ */
+function explainBadLine(line: string, lineNumber: number, message: string): string {
+  const brace = line.indexOf("{");
+  if (!/^Invalid command specification/.test(message) || brace < 0) return message;
+  try {
+    JSON5.parse(line.slice(brace));
+  } catch (error) {
+    return `Failed to parse JSON5 payload on line ${lineNumber} of crontab: ${(error as Error).message}`;
+  }
+  return message;
 }
 
 /**

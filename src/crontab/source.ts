@@ -1,6 +1,6 @@
 import fs from "node:fs";
 import { SchedulerError } from "../errors.ts";
-import { parseCrontabOrThrow, type CrontabEntry } from "./parse.ts";
+import { parseCrontabOrThrow, type CrontabEntry, type TaskCatalog } from "./parse.ts";
 
 export interface CrontabSource {
   /** The file, when the crontab comes from one (then it is watched); null for given text. */
@@ -10,9 +10,9 @@ export interface CrontabSource {
 }
 
 /** Reads and validates the crontab: given text, or the file at `path`. */
-export function loadCrontab(source: { text?: string; path: string }, knownTasks: ReadonlySet<string>): CrontabSource {
+export function loadCrontab(source: { text?: string; path: string }, catalog: TaskCatalog): CrontabSource {
   if (source.text !== undefined) {
-    return { path: null, text: source.text, entries: parseCrontabOrThrow(source.text, "(crontab option)", knownTasks) };
+    return { path: null, text: source.text, entries: parseCrontabOrThrow(source.text, "(crontab option)", catalog) };
   }
   let text: string;
   try {
@@ -23,5 +23,5 @@ export function loadCrontab(source: { text?: string; path: string }, knownTasks:
       exitCode: 2,
     });
   }
-  return { path: source.path, text, entries: parseCrontabOrThrow(text, source.path, knownTasks) };
+  return { path: source.path, text, entries: parseCrontabOrThrow(text, source.path, catalog) };
 }

@@ -15,6 +15,7 @@ export async function publishSchedules(db: Queryable, entries: CrontabEntry[], n
     options: {
       queue: entry.item.options.queueName ?? null,
       jobKey: entry.item.options.jobKey ?? null,
+      jobKeyMode: entry.item.options.jobKeyMode ?? null,
       maxAttempts: entry.item.options.maxAttempts ?? null,
       backfillMs: entry.item.options.backfillPeriod,
       priority: entry.item.options.priority ?? null,

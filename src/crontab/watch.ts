@@ -3,7 +3,8 @@ import fs from "node:fs";
 import type { ParsedCronItem } from "graphile-worker";
 import type { Logger } from "../log.ts";
 import { errorMessage } from "../errors.ts";
-import { parseCrontabOrThrow, type CrontabEntry } from "./parse.ts";
+import { replaceLiveCronItems } from "../graphile/internals.ts";
+import { parseCrontabOrThrow, type CrontabEntry, type TaskCatalog } from "./parse.ts";
 
 export interface CrontabWatcher {
   /** Reads the file now; resolves with the new entries, or null when unchanged. Throws on a bad edit. */
@@ -19,13 +20,16 @@ function digest(text: string): string {
  * Polls the crontab file (editors replace files, which fs.watch misses) and swaps the
  * entries of graphile-worker's live cron list in place: its cron loop reads that array
  * every minute, so a change applies from the next tick without touching running jobs.
- * A bad edit is logged and the previous schedule stays.
+ * A bad edit is logged and the previous schedule stays; a rejected text is checked again
+ * on every poll, so a line naming a task file that appears later is taken once it does.
+ * `beforeCheck` runs first on every poll (the runner loads new task files there).
  */
 export function watchCrontab(options: {
   path: string;
   initialText: string;
-  knownTasks: ReadonlySet<string>;
+  catalog: TaskCatalog;
   liveItems: ParsedCronItem[];
+  beforeCheck?(): Promise<void>;
   intervalMs: number;
   logger: Logger;
   onChange(entries: CrontabEntry[]): Promise<void>;
@@ -35,6 +39,7 @@ export function watchCrontab(options: {
   let running: Promise<unknown> = Promise.resolve();
 
   async function check(): Promise<CrontabEntry[] | null> {
+    await options.beforeCheck?.();
     let text: string;
     try {
       text = await fs.promises.readFile(options.path, "utf8");
@@ -43,9 +48,9 @@ export function watchCrontab(options: {
     }
     const next = digest(text);
     if (next === lastDigest) return null;
-    const entries = parseCrontabOrThrow(text, options.path, options.knownTasks);
+    const entries = parseCrontabOrThrow(text, options.path, options.catalog);
     lastDigest = next;
-    options.liveItems.splice(0, options.liveItems.length, ...entries.map((entry) => entry.item));
+    replaceLiveCronItems(options.liveItems, entries.map((entry) => entry.item));
     await options.onChange(entries);
     return entries;
   }

@@ -13,10 +13,10 @@ export interface DatabaseTarget {
 /** DATABASE_URL when set; otherwise the embedded server in SCHEDULER_DATA_DIR. */
 export async function resolveDatabase(config: Config, logger: Logger): Promise<DatabaseTarget> {
   if (config.DATABASE_URL) {
-    await waitForDatabase(config.DATABASE_URL);
+    await waitForDatabase(config.DATABASE_URL, { logger });
     return { connectionString: config.DATABASE_URL, release: async () => {}, embedded: false };
   }
   const server = await startEmbeddedPostgres({ dataDir: config.SCHEDULER_DATA_DIR, port: config.SCHEDULER_EMBEDDED_PORT, logger });
-  await waitForDatabase(server.connectionString);
+  await waitForDatabase(server.connectionString, { logger });
   return { connectionString: server.connectionString, release: () => server.stop(), embedded: true };
 }

@@ -24,9 +24,10 @@ export function describeTarget(connectionString: string): string {
  * dropped by the server (restart, pg_terminate_backend) is logged and replaced
  * on next use instead of crashing the process.
  */
-export function createPool(connectionString: string, options: { max?: number; logger?: Logger; applicationName?: string } = {}): Pool {
+export function createPool(connectionString: string, options: { max?: number; logger?: Logger; applicationName?: string; types?: pg.CustomTypesConfig } = {}): Pool {
   const pool = new pg.Pool({
     connectionString,
+    ...(options.types ? { types: options.types } : {}),
     max: options.max ?? 10,
     connectionTimeoutMillis: 10_000,
     idleTimeoutMillis: 30_000,
@@ -47,14 +48,36 @@ export function brief(error: unknown): { error: string; code?: string } {
   return { error: error instanceof Error ? error.message : String(error), ...(code ? { code } : {}) };
 }
 
+/** The connection string with its password replaced by ***, for logs. */
+export function maskPassword(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    if (url.password) url.password = "***";
+    return url.toString();
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
+/** host:port of a connection string, as a person writes it. */
+export function hostAndPort(connectionString: string): string {
+  try {
+    const url = new URL(connectionString);
+    return `${url.hostname || "localhost"}:${url.port || "5432"}`;
+  } catch {
+    return "(unparseable DATABASE_URL)";
+  }
+}
+
 /**
- * Waits until the database answers, for at most `timeoutMs`, then fails with
- * an error naming host and port: an unreachable server must not hang a node.
+ * Waits until the database answers, for at most `timeoutMs`, then fails with an error
+ * naming host and port: an unreachable server must not hang a node. Each failed attempt
+ * is logged, so a person sees what the node is waiting for.
  */
-export async function waitForDatabase(connectionString: string, timeoutMs = 25_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
+export async function waitForDatabase(connectionString: string, options: { timeoutMs?: number; logger?: Logger } = {}): Promise<void> {
+  const deadline = Date.now() + (options.timeoutMs ?? 25_000);
   let lastError: unknown;
-  while (Date.now() < deadline) {
+  for (let attempt = 1; Date.now() < deadline; attempt++) {
     const client = new pg.Client({ connectionString, connectionTimeoutMillis: Math.max(1000, Math.min(5000, deadline - Date.now())) });
     client.on("error", () => {});
     try {
@@ -66,7 +89,8 @@ export async function waitForDatabase(connectionString: string, timeoutMs = 25_0
       lastError = error;
       await client.end().catch(() => {});
       if (isPermanentConnectError(error)) break;
-      await new Promise((resolve) => setTimeout(resolve, 500));
+      options.logger?.warn({ ...brief(error), attempt }, `waiting for PostgreSQL at ${hostAndPort(connectionString)} (attempt ${attempt})`);
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** attempt)));
     }
   }
   const reason = lastError instanceof Error ? lastError.message : String(lastError);

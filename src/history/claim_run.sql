@@ -1,6 +1,8 @@
 -- Starts a run on the job's own connection in one round trip: takes the task's session
--- advisory lock ($1; null for jobs defined with exclusive: false), checks that neither the job nor its task is paused ($2), and only
--- when locked and not paused records the 'running' history row.
+-- advisory lock ($1; null for jobs defined with exclusive: false), checks that neither the
+-- job nor its task is paused ($2), and only when locked and not paused records the 'running'
+-- history row. A run that finds the lock taken is listed as waiting for it (it is then put
+-- back in the queue: scheduler.defer_locked_job); one that gets it is no longer waiting.
 with lock as (
   select case when $1::text is null then true else pg_try_advisory_lock(hashtextextended($1, 0)) end as locked
 ),
@@ -13,6 +15,16 @@ run as (
   from lock
   where lock.locked and not exists (select 1 from paused)
   returning id
+),
+waiting as (
+  insert into scheduler.lock_waiters (lock_key, job_id)
+  select $1, $3 from lock where not lock.locked and $3::bigint is not null
+  on conflict do nothing
+),
+done_waiting as (
+  delete from scheduler.lock_waiters w
+  using lock
+  where lock.locked and $1::text is not null and w.lock_key = $1 and w.job_id = $3
 )
 select lock.locked, (select job_name from paused) as paused_as, (select id from run) as run_id
 from lock

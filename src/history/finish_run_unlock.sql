@@ -1,4 +1,5 @@
--- Finishes a successful run and releases the task's advisory lock ($6) in one round trip.
+-- Finishes a successful run and releases the task's lock ($6), waking runs that wait for it,
+-- in one round trip.
 with finished as (
   update scheduler.job_runs
   set status = 'success',
@@ -12,4 +13,4 @@ with finished as (
   where id = $1 and status = 'running'
   returning id
 )
-select case when $6::text is null then null else pg_advisory_unlock(hashtextextended($6, 0)) end as unlocked, (select count(*) from finished)::int as finished
+select case when $6::text is null then null else scheduler.release_run_lock($6) end as unlocked, (select count(*) from finished)::int as finished

@@ -98,7 +98,8 @@ export type Claim = { locked: boolean; pausedAs: string | null; runId: string | 
 /**
  * On the job's own connection: the task's run lock, the pause check and the
  * 'running' row in one statement. `runId` is set only when locked and not paused;
- * a paused claim may still hold the lock (release it with releaseRunLock).
+ * a paused claim may still hold the lock (release it with releaseRunLock). A claim
+ * that finds the lock taken lists the job as waiting for it.
  */
 export async function claimRun(db: Queryable, lockKey: string | null, run: RunStart): Promise<Claim> {
   const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null }>(CLAIM_RUN, [
@@ -122,7 +123,8 @@ export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: 
   ]);
 }
 
+/** Releases the run lock (on the connection that holds it) and wakes the runs waiting for it. */
 export async function releaseRunLock(db: Queryable, lockKey: string | null): Promise<void> {
   if (lockKey === null) return;
-  await db.query("select pg_advisory_unlock(hashtextextended($1, 0))", [lockKey]);
+  await db.query("select scheduler.release_run_lock($1)", [lockKey]);
 }

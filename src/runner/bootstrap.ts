@@ -2,7 +2,7 @@ import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { enqueueJob } from "./enqueue.ts";
+import { enqueueRun, requestForTask } from "./run-request.ts";
 
 const claimBootstrap = readSql(import.meta.url, "bootstrap.sql");
 
@@ -23,7 +23,7 @@ export async function queueBootstrapJobs(db: Queryable, names: readonly string[]
   for (const name of names) {
     const { rows } = await db.query(claimBootstrap, [name, nodeId]);
     if (rows.length === 0) continue;
-    const jobId = await enqueueJob(db, name, {});
+    const jobId = await enqueueRun(db, requestForTask(name));
     logger.info({ job: name, jobId }, "bootstrap job queued");
   }
 }

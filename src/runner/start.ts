@@ -2,105 +2,48 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPool } from "graphile-worker";
-import { loadConfig } from "../config.ts";
 import { createPool, waitForDatabase, type Pool } from "../db/pool.ts";
 import { migrate } from "../db/migrate.ts";
 import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
-import { createLogger, graphileLoggerFor, type Logger } from "../log.ts";
+import { graphileLoggerFor } from "../log.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
-import { loadCrontab } from "../crontab/source.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
-import { describePayloadErrors, type DefinedJob } from "../jobs/define.ts";
-import type { JobRuntime } from "../jobs/runtime.ts";
 import { pruneRuns } from "../history/runs.ts";
-import { waitForRun, type FinishedRun } from "../history/wait.ts";
-import { applicationNameFor, newNodeId } from "../cluster/nodes.ts";
-import { startClusterNode, type ClusterSettings } from "../cluster/node.ts";
-import type { ServiceReconcilerOptions } from "../orchestration/loop.ts";
-import { checkBootstrapJobs, queueBootstrapJobs } from "./bootstrap.ts";
+import { waitForRun } from "../history/wait.ts";
+import { applicationNameFor, publishNodeTasks } from "../cluster/nodes.ts";
+import { startClusterNode } from "../cluster/node.ts";
+import { queueBootstrapJobs } from "./bootstrap.ts";
 import { drainWorker } from "./drain.ts";
-import { enqueueJob } from "./enqueue.ts";
+import type { SchedulerHandle, SchedulerOptions } from "./options.ts";
+import { prepareScheduler, type PreparedScheduler } from "./prepare.ts";
+import { enqueueRun, entryForRun, requestForEntry, requestForTask } from "./run-request.ts";
 import { startServicesOfHost } from "./services.ts";
-import { loadTasks } from "./tasks.ts";
+
+export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
 
 const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
-export interface SchedulerOptions {
-  /** An existing pool (the application's); otherwise `connectionString` (or DATABASE_URL) is used. */
-  pool?: Pool;
-  connectionString?: string;
-  /** Job definitions to run beside (or instead of) the task files. */
-  jobs?: DefinedJob[];
-  /** Folder of task files; default this package's tasks/. `null` for none. */
-  taskDirectory?: string | null;
-  /** Crontab text. When given, `crontabPath` is not read or watched. */
-  crontab?: string;
-  /** Crontab file, watched for edits; default SCHEDULER_CRONTAB. */
-  crontabPath?: string;
-  concurrency?: number;
-  host?: string;
-  nodeId?: string;
-  logger?: Logger;
-  /** Jobs queued once when the node starts; default SCHEDULER_BOOTSTRAP_JOBS. */
-  bootstrapJobs?: string[];
-  historyRetentionDays?: number;
-  /** How long stop() lets running jobs finish before it cancels them. */
-  shutdownGraceMs?: number;
-  crontabPollMs?: number;
-  heartbeatMs?: number;
-  /** Cluster timing; defaults from SCHEDULER_HEARTBEAT_MS, _NODE_DEAD_AFTER_MS, _RESCUE_INTERVAL_MS, SCHEDULER_DB_GIVE_UP_MS. */
-  cluster?: Partial<ClusterSettings>;
-  /**
-   * The reconciler of this host's services (src/orchestration): on unless false or
-   * SCHEDULER_RECONCILE_SERVICES=false; an object overrides its options.
-   */
-  services?: boolean | Partial<ServiceReconcilerOptions>;
-  /** Extra graphile-worker `preset.worker` options (e.g. localQueue). */
-  workerPreset?: Record<string, unknown>;
-}
-
-export interface RunJobOptions {
-  wait?: boolean;
-  timeoutMs?: number;
-}
-
-export interface SchedulerHandle {
-  nodeId: string;
-  host: string;
-  /** job:start, job:success, job:failed, job:skipped, crontab:reloaded, stopped. */
-  events: EventEmitter;
-  pool: Pool;
-  /** Queues a run of a task now; with `wait`, resolves with its finished history row. */
-  runJob(task: string, payload?: Record<string, unknown>, options?: RunJobOptions): Promise<{ jobId: string; run?: FinishedRun }>;
-  /** Re-reads the crontab file now (it is also polled). */
-  reloadCrontab(): Promise<CrontabEntry[] | null>;
-  schedules(): CrontabEntry[];
-  stop(): Promise<void>;
-  /** Settles when the scheduler has stopped. */
-  done: Promise<void>;
-}
-
 /**
- * Starts a scheduler node: migrations, task files and extra jobs, the validated crontab,
- * graphile-worker's runner, and the node's own loops (heartbeat, history pruning,
- * crontab reload). Signals are the caller's business: call stop().
+ * Starts a scheduler node: checks everything that needs no database (prepareScheduler),
+ * then connects and migrates, and runs graphile-worker with the node's own loops
+ * (heartbeat and rescue, history pruning, crontab and task-file reload, services).
+ * Signals are the caller's business: call stop().
  */
 export async function startScheduler(options: SchedulerOptions = {}): Promise<SchedulerHandle> {
-  const config = loadConfig();
-  const logger = options.logger ?? createLogger(config.LOG_LEVEL);
-  const host = options.host ?? config.SCHEDULER_HOST;
-  const nodeId = options.nodeId ?? newNodeId(host);
-  const log = logger.child({ node: nodeId });
+  return launchScheduler(await prepareScheduler(options));
+}
 
+export async function launchScheduler(prepared: PreparedScheduler): Promise<SchedulerHandle> {
+  const { options, config, log, host, nodeId, events, cancelJobs, tasks, crontab, bootstrapJobs } = prepared;
   const connectionString = options.connectionString ?? config.DATABASE_URL;
   if (!options.pool && !connectionString) {
-    throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL" });
+    throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL", exitCode: 2 });
   }
   const concurrency = options.concurrency ?? config.SCHEDULER_CONCURRENCY;
-  if (!options.pool) await waitForDatabase(connectionString!);
-  const pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
+  if (!options.pool) await waitForDatabase(connectionString!, { logger: log });
+  const pool: Pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
   const ownsPool = !options.pool;
 
   try {
@@ -110,32 +53,18 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     throw error;
   }
 
-  const events = new EventEmitter();
-  const cancelJobs = new AbortController();
-  const runtime: JobRuntime = { logger: log, nodeId, events, cancelAll: cancelJobs.signal };
-  const taskDirectory = options.taskDirectory === undefined ? path.resolve(config.SCHEDULER_TASKS_DIR ?? path.join(projectRoot, "tasks")) : options.taskDirectory;
-  const { taskList, jobs } = await loadTasks(taskDirectory, options.jobs ?? [], runtime);
-  const knownTasks = new Set(Object.keys(taskList));
-
-  const crontab = loadCrontab({ text: options.crontab, path: path.resolve(options.crontabPath ?? config.SCHEDULER_CRONTAB) }, knownTasks);
   let entries = crontab.entries;
   const liveItems: ParsedCronItem[] = entries.map((entry) => entry.item);
 
-  const bootstrapJobs = options.bootstrapJobs ?? config.SCHEDULER_BOOTSTRAP_JOBS;
-  checkBootstrapJobs(bootstrapJobs, knownTasks);
-
+  // Shared with the heartbeat, which registers the node again after it was pruned.
+  const registration = { nodeId, host, version, applicationName: applicationNameFor(nodeId), tasks: [...tasks.names()].sort() };
   const cluster = await startClusterNode({
     pool,
-    node: { nodeId, host, version, applicationName: applicationNameFor(nodeId) },
+    node: registration,
     logger: log,
     patientPool: ownsPool,
     runEvents: events,
-    heartbeatMs: options.heartbeatMs ?? config.SCHEDULER_HEARTBEAT_MS,
-    deadAfterMs: config.SCHEDULER_NODE_DEAD_AFTER_MS,
-    rescueIntervalMs: config.SCHEDULER_RESCUE_INTERVAL_MS,
-    giveUpMs: config.SCHEDULER_DB_GIVE_UP_MS,
-    retentionDays: options.historyRetentionDays ?? config.SCHEDULER_HISTORY_RETENTION_DAYS,
-    ...options.cluster,
+    ...prepared.cluster,
   });
   await publishSchedules(pool, entries, nodeId);
 
@@ -164,7 +93,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
         },
       },
     },
-    taskList,
+    tasks.taskList,
     liveItems,
   );
 
@@ -182,7 +111,7 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     }, ms);
     timers.push(timer);
   };
-  const retentionDays = options.historyRetentionDays ?? config.SCHEDULER_HISTORY_RETENTION_DAYS;
+  const retentionDays = prepared.cluster.retentionDays;
   const prune = async () => {
     const removed = await pruneRuns(pool, retentionDays);
     if (removed > 0) log.info({ removed, retentionDays }, "pruned old run history");
@@ -192,25 +121,38 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
 
   const reconciler = await startServicesOfHost({ config, pool, host, connectionString, logger: log, overrides: options.services });
 
-  let watcher: CrontabWatcher | null = null;
-  const onChange = async (next: CrontabEntry[]) => {
-    entries = next;
-    await publishSchedules(pool, next, nodeId);
-    events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
+  // New task files are loaded live; the node tells the cluster it can now run them.
+  let publishedTasks = registration.tasks.join();
+  const refreshTasks = async () => {
+    await tasks.refresh();
+    const names = [...tasks.names()].sort();
+    if (names.join() === publishedTasks) return;
+    registration.tasks = names;
+    await publishNodeTasks(pool, nodeId, names);
+    publishedTasks = names.join();
   };
+  const crontabPollMs = options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS;
+  let watcher: CrontabWatcher | null = null;
   if (crontab.path) {
     watcher = watchCrontab({
       path: crontab.path,
       initialText: crontab.text,
-      knownTasks,
+      catalog: tasks,
       liveItems,
-      intervalMs: options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS,
+      intervalMs: crontabPollMs,
       logger: log,
-      onChange,
+      beforeCheck: refreshTasks,
+      async onChange(next: CrontabEntry[]) {
+        entries = next;
+        await publishSchedules(pool, next, nodeId);
+        events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
+      },
     });
+  } else {
+    every(crontabPollMs, "task folder reload", refreshTasks);
   }
 
-  log.info({ host, concurrency, tasks: [...knownTasks].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
+  log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
 
   let stopping: Promise<void> | null = null;
   const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
@@ -248,22 +190,26 @@ export async function startScheduler(options: SchedulerOptions = {}): Promise<Sc
     host,
     events,
     pool,
-    async runJob(task, payload = {}, runOptions = {}) {
-      if (!knownTasks.has(task)) {
-        throw new SchedulerError("unknown_job", `no job named '${task}'`, { hint: `known jobs: ${[...knownTasks].sort().join(", ")}` });
+    async runJob(name, payload = {}, runOptions = {}) {
+      const entry = entries.find((candidate) => candidate.identifier === name);
+      if (!entry && !tasks.names().has(name)) {
+        throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, {
+          hint: `tasks: ${[...tasks.names()].sort().join(", ")}; entries: ${entries.map((e) => e.identifier).sort().join(", ") || "(none)"}`,
+          exitCode: 2,
+        });
       }
-      const job = jobs.get(task);
-      if (job) {
-        const parsed = job.schema.safeParse(payload);
-        if (!parsed.success) throw new SchedulerError("invalid_payload", describePayloadErrors(task, parsed.error), { exitCode: 2 });
-      }
-      const jobId = await enqueueJob(pool, task, payload);
-      if (!runOptions.wait) return { jobId };
-      return { jobId, run: await waitForRun(pool, jobId, runOptions.timeoutMs ?? 600_000) };
+      const request = entry ? requestForEntry(entryForRun(entry), payload) : requestForTask(name, payload);
+      const problem = tasks.checkPayload(request.task, request.fields);
+      if (problem) throw new SchedulerError("invalid_payload", problem, { exitCode: 2 });
+      const jobId = await enqueueRun(pool, request);
+      const queued = { jobId, jobName: request.jobName, task: request.task };
+      if (!runOptions.wait) return queued;
+      return { ...queued, run: await waitForRun(pool, jobId, runOptions.timeoutMs ?? 600_000) };
     },
-    reloadCrontab: () => (watcher ? watcher.check() : Promise.resolve(null)),
+    reloadCrontab: () => (watcher ? watcher.check() : refreshTasks().then(() => null)),
     schedules: () => entries,
     stop,
     done,
   };
 }
+

@@ -73,7 +73,7 @@ describe("CLI", () => {
     assert.match(notJson.stderr, /--payload is not valid JSON/);
     const unknown = await cli(["run", "no_such_job"]);
     assert.equal(unknown.code, 2);
-    assert.match(unknown.stderr, /no job named 'no_such_job'/);
+    assert.match(unknown.stderr, /no job or crontab entry named 'no_such_job'/);
   });
 
   it("pause and resume show in status, and a paused job is not run", async () => {

@@ -3,7 +3,8 @@ import { describe, it } from "node:test";
 import { parseCrontabOrThrow, parseCrontabText } from "../../src/crontab/parse.ts";
 import { SchedulerError } from "../../src/errors.ts";
 
-const known = new Set(["cleanup_inactive_sessions", "database_cleanup"]);
+const knownNames = new Set(["cleanup_inactive_sessions", "database_cleanup"]);
+const known = { names: () => knownNames, checkPayload: () => null };
 
 describe("crontab parsing", () => {
   it("reads entries, descriptions from the comment above, and the schedule text", () => {

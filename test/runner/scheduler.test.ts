@@ -104,7 +104,7 @@ describe("scheduler runner", () => {
     assert.equal(run?.status, "success");
     assert.match(String(run?.message), /waited/);
     await assert.rejects(() => handle.runJob("slow_job", { ms: "long" }), /ms/);
-    await assert.rejects(() => handle.runJob("nope"), /no job named 'nope'/);
+    await assert.rejects(() => handle.runJob("nope"), /no job or crontab entry named 'nope'/);
     await handle.stop();
   });
 

@@ -1,19 +1,29 @@
 import { SchedulerError } from "../../errors.ts";
 import type { Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
+import { resolveJobName } from "./jobs.ts";
 
 export const historyCommand: Command = {
   name: "history",
   summary: "recent runs (one row per attempt), newest first",
-  usage: "systemprompt-scheduler history [JOB] [--limit N] [--json]",
+  usage: `systemprompt-scheduler history [JOB] [--limit N] [--json]
+
+JOB is a crontab entry's identifier or a task (all its entries' runs); an unknown name is an error.`,
   options: { limit: { type: "string", short: "n" }, json: { type: "boolean" } },
+  maxPositionals: 1,
   async run(ctx, args) {
     const limit = Number(args.values.limit ?? 20);
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
       throw new SchedulerError("bad_limit", `--limit must be a whole number from 1 to 10000, got '${args.values.limit}'`, { exitCode: 2 });
     }
     const job = args.positionals[0] ?? null;
-    const { rows } = await (await ctx.pool()).query(
+    const pool = await ctx.pool();
+    if (job !== null) {
+      // A job that ran once but is no longer scheduled still has a history.
+      const { rows: known } = await pool.query("select 1 from scheduler.job_runs where job_name = $1 or task = $1 limit 1", [job]);
+      if (known.length === 0) await resolveJobName(ctx, job, "history");
+    }
+    const { rows } = await pool.query(
       `select id, job_id, job_name, task, attempt, node_id, scheduled_for, started_at, finished_at, duration_ms, status,
               dry_run, items_processed, items_failed, message, error, details
        from scheduler.job_runs

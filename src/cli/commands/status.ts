@@ -1,16 +1,19 @@
 import type { Command } from "../command.ts";
-import { renderTable, toJson } from "../table.ts";
+import { formatCell, renderTable, toJson } from "../table.ts";
 
 export const statusCommand: Command = {
   name: "status",
   summary: "every scheduled job with its last and next run, and the live nodes",
-  usage: "systemprompt-scheduler status [--json]",
+  usage: `systemprompt-scheduler status [--json]
+
+ENABLED is "PAUSED" when the entry or its task is paused (every run would be skipped, so
+there is no next run); who paused it, when and why follow the table.`,
   options: { json: { type: "boolean" } },
   async run(ctx, args) {
     const pool = await ctx.pool();
     const { rows } = await pool.query(
       `select job_name, task, schedule, enabled, last_run, last_status, next_run, run_count, success_count, failure_count,
-              last_duration_ms, last_error, description
+              last_duration_ms, last_error, description, paused_as, paused_at, paused_by, pause_reason
        from scheduled_jobs order by job_name`,
     );
     const nodes = await pool.query(
@@ -37,6 +40,10 @@ export const statusCommand: Command = {
         ],
       ),
     );
+    for (const row of rows.filter((candidate) => candidate.paused_as)) {
+      const what = row.paused_as === row.job_name ? "paused" : `paused through its task '${row.paused_as}'`;
+      ctx.print(`\n${row.job_name}: ${what} by ${row.paused_by ?? "?"} at ${formatCell(row.paused_at)}${row.pause_reason ? `: ${row.pause_reason}` : ""}`);
+    }
     const failing = rows.filter((row) => row.last_error);
     for (const row of failing) ctx.print(`\n${row.job_name}: last error: ${row.last_error}`);
     ctx.print(`\nlive nodes: ${nodes.rows.length === 0 ? "none (start one with `systemprompt-scheduler start`)" : nodes.rows.map((node) => node.node_id).join(", ")}`);

@@ -1,0 +1,43 @@
+import type { JobHelpers, Task } from "graphile-worker";
+import { errorMessage } from "../errors.ts";
+import { claimRun, finishRun } from "../history/runs.ts";
+import { splitPayload } from "./payload.ts";
+import type { JobRuntime } from "./runtime.ts";
+
+// A task file may export a plain graphile-worker task function instead of a defineJob job.
+// It still gets what every run needs to be seen: the pause check and a history row (so
+// `run --wait`, `history` and `scheduled_jobs` see it). It has no payload schema, no
+// timeout and no run lock: graphile-worker's own semantics, as written.
+
+export function wrapPlainTask(name: string, task: Task, runtime: JobRuntime): Task {
+  return async (rawPayload: unknown, helpers: JobHelpers) => {
+    const { scheduledFor, schedule } = splitPayload(rawPayload);
+    const jobName = schedule ?? name;
+    const base = { jobName, task: name, jobId: helpers.job.id, nodeId: runtime.nodeId };
+    const logger = runtime.logger.child({ job: jobName, task: name, jobId: helpers.job.id, attempt: helpers.job.attempts });
+    const claim = await claimRun(helpers, null, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: false, payload: rawPayload });
+    if (claim.pausedAs !== null) {
+      logger.info({ pausedAs: claim.pausedAs }, "job is paused; run skipped");
+      runtime.events.emit("job:skipped", { ...base, reason: "paused" });
+      return;
+    }
+    const runId = claim.runId!;
+    const started = Date.now();
+    runtime.events.emit("job:start", { ...base, runId });
+    try {
+      const value = await task(rawPayload, helpers);
+      const result = { itemsProcessed: 0, itemsFailed: 0, message: "completed" };
+      await finishRun(helpers, runId, { status: "success", result });
+      const durationMs = Date.now() - started;
+      logger.info({ durationMs }, "plain task completed");
+      runtime.events.emit("job:success", { ...base, runId, result, durationMs });
+      return value;
+    } catch (error) {
+      const message = errorMessage(error);
+      await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      logger.error({ error: message, durationMs: Date.now() - started }, "job failed");
+      runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });
+      throw error;
+    }
+  };
+}
