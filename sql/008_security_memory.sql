@@ -2,6 +2,8 @@
 --  1. Every ban is an offence, whoever made it. scheduler.ban_ips records the bans it makes;
 --     a ban the platform (or an operator, in SQL) writes into banned_ips directly was forgotten
 --     once the row expired and was deleted, so a returning offender was not escalated.
+--  2. Which fingerprints behavioral_analysis penalised, at which last_seen_at, so it can re-read
+--     a late-commit margin before its watermark without penalising anyone twice.
 
 -- (1) Records bans as offences: one entry per ban, i.e. per (address, time it was banned).
 -- Idempotent per ban: a ban already recorded (last_banned_at at or after its time, as
@@ -74,3 +76,14 @@ create trigger scheduler_remember_updated_bans after update on banned_ips
 -- Bans already in banned_ips when this migration runs, the direct ones included.
 select scheduler.record_offences(array_agg(ip_address), array_agg(banned_at), array_agg(ban_count), array_agg(ban_source), array_agg(reason))
 from banned_ips;
+
+-- (2) behavioral_analysis re-reads the hour before its watermark, where a row committed after
+-- the previous run's snapshot but dated before its watermark lands. A fingerprint penalised
+-- at a last_seen_at is not penalised again until last_seen_at moves past it. Rows older than
+-- any future run's window are pruned by the job itself.
+create table scheduler.penalised_fingerprints (
+  fingerprint_hash text primary key,
+  last_seen_at timestamptz not null,  -- fingerprint_reputation.last_seen_at as the penalising run read it
+  penalised_at timestamptz not null default now()
+);
+create index penalised_fingerprints_last_seen_at_idx on scheduler.penalised_fingerprints (last_seen_at);
