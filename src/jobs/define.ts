@@ -4,7 +4,8 @@ import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
 import { claimRun, finishRun, finishRunAndUnlock, releaseRunLock, startRun, type Claim, type RunStart } from "../history/runs.ts";
 import { defaultRuntime, type JobRuntime } from "./runtime.ts";
-import type { JobContext, JobResult } from "./types.ts";
+import type { JobResult } from "../history/types.ts";
+import type { JobContext } from "./types.ts";
 
 // The one wrapper every job runs through: payload validation, pause check, one
 // run at a time per task across all nodes, timeout that cancels the job's SQL,
