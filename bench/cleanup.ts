@@ -9,7 +9,7 @@
 import { databaseCleanup } from "../src/jobs/database_cleanup/index.ts";
 import { readSql } from "../src/db/sql-file.ts";
 import type { Queryable } from "../src/db/pool.ts";
-import type { JobResult } from "../src/jobs/types.ts";
+import type { JobResult } from "../src/history/types.ts";
 import { createTestDatabase, testLogger } from "../test/helpers/db.ts";
 
 const LOGS = Number(process.env.BENCH_LOGS ?? 1_000_000);

@@ -12,9 +12,9 @@ if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST
 const { createTestDatabase, testLogger } = await import("../test/helpers/db.ts");
 const { behavioralAnalysis } = await import("../src/jobs/behavioral_analysis/index.ts");
 const { maliciousIpBlacklist } = await import("../src/jobs/malicious_ip_blacklist/index.ts");
-const { sessionScansInPlan } = await import("../src/jobs/malicious_ip_blacklist/plan.ts");
+const { sessionScansInPlan } = await import("../test/helpers/blacklist-plan.ts");
 import type { DefinedJob } from "../src/jobs/define.ts";
-import type { JobResult } from "../src/jobs/types.ts";
+import type { JobResult } from "../src/history/types.ts";
 import type { Pool } from "../src/db/pool.ts";
 
 const FINGERPRINTS = Number(process.env.BENCH_FINGERPRINTS ?? 200_000);

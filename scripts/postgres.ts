@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { startEmbeddedPostgres } from "../src/db/embedded.ts";
 import { createLogger } from "../src/log.ts";
-import { freePort } from "../test/helpers/net.ts";
+import { freePort } from "./free-port.ts";
 
 
 export interface ServerForRun {

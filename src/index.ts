@@ -1,11 +1,12 @@
 // The library API: embed the scheduler in an application and add its own jobs next to ours
 // (the original crate's `Job` trait and "any crate can register jobs").
 export { defineJob, definitionOf, type DefinedJob, type JobDefinition, type PayloadOf } from "./jobs/define.ts";
-export type { JobContext, JobResult, JobStatus } from "./jobs/types.ts";
+export type { JobContext } from "./jobs/types.ts";
+export type { JobResult, JobStatus } from "./history/types.ts";
 export { startScheduler, type SchedulerHandle, type SchedulerOptions, type RunJobOptions } from "./runner/start.ts";
 export type { FinishedRun } from "./history/wait.ts";
 export { SchedulerError, PermanentJobError } from "./errors.ts";
-export { repeatInBatches } from "./jobs/batch.ts";
+export { repeatInBatches } from "./db/batch.ts";
 export { migrate } from "./db/migrate.ts";
 export { loadConfig, type Config } from "./config.ts";
 export { cleanupInactiveSessions } from "./jobs/cleanup_inactive_sessions/index.ts";

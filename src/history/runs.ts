@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
-import type { JobResult } from "../jobs/types.ts";
+import type { JobResult } from "./types.ts";
 
 const CLAIM_RUN = readSql(import.meta.url, "claim_run.sql");
 const FINISH_RUN_AND_UNLOCK = readSql(import.meta.url, "finish_run_unlock.sql");

@@ -3,7 +3,8 @@ import { z } from "zod";
 import { SchedulerError } from "../errors.ts";
 import { runDefinedJob } from "./execute.ts";
 import { defaultRuntime, type JobRuntime } from "./runtime.ts";
-import type { JobContext, JobResult } from "./types.ts";
+import type { JobResult } from "../history/types.ts";
+import type { JobContext } from "./types.ts";
 
 // A job is a definition: its name, payload shape, timeout and whether its runs may
 // overlap, and its logic (SQL in, counts out). execute.ts runs it through the one

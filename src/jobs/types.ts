@@ -1,16 +1,6 @@
 import type { Queryable } from "../db/pool.ts";
 import type { Logger } from "../log.ts";
 
-export type JobStatus = "running" | "success" | "failed" | "abandoned";
-
-/** What every job returns (the original's `JobResult`); `details` lands in the history row. */
-export interface JobResult {
-  itemsProcessed: number;
-  itemsFailed: number;
-  message: string;
-  details?: Record<string, unknown>;
-}
-
 export interface JobContext<P> {
   /** The validated payload (with `enforce`). */
   payload: P;

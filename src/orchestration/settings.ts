@@ -13,19 +13,6 @@ export const DEFAULT_SHUTDOWN_POLICY: ShutdownPolicy = "leave-running";
 /** SCHEDULER_SERVICES_LOG_DIR */
 export const DEFAULT_LOG_DIR = ".data/services";
 
-/** SCHEDULER_PROTECTED_PORTS: "5432,6432". */
-export function parsePortList(text: string, what = "SCHEDULER_PROTECTED_PORTS"): number[] {
-  const ports = text.split(",").map((part) => part.trim()).filter(Boolean).map(Number);
-  const bad = ports.filter((port) => !Number.isInteger(port) || port < 1 || port > 65535);
-  if (bad.length > 0) {
-    throw new SchedulerError("invalid_config", `${what} must be a comma-separated list of ports 1-65535, got ${JSON.stringify(text)}`, {
-      hint: `e.g. ${what}=5432,6432`,
-      exitCode: 2,
-    });
-  }
-  return ports;
-}
-
 /** The database's own port is always protected, whatever the list says. */
 export function databasePort(connectionString: string | undefined): number | null {
   if (!connectionString) return null;

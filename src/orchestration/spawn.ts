@@ -73,8 +73,12 @@ export async function spawnService(spec: SpawnSpec, logDir: string): Promise<Spa
   child.on("error", () => {}); // reported through spawnError or the exit record, never thrown
   if (child.pid === undefined) {
     const error = await spawnError;
+    // A row written directly (by the platform, in SQL) may hold a whole command line in `command`.
+    const wholeLine = /\s/.test(spec.command.trim())
+      ? `; the command column names one program and its arguments go in args (services add --command "${spec.command}" splits it for you)`
+      : "";
     throw new SchedulerError("service_spawn_failed", `could not start service ${spec.name}: ${error.message}`, {
-      hint: `check that '${spec.command}' exists and is executable${spec.cwd ? ` and that the directory ${spec.cwd} exists` : ""}`,
+      hint: `check that '${spec.command}' exists and is executable${spec.cwd ? ` and that the directory ${spec.cwd} exists` : ""}${wholeLine}`,
       cause: error,
     });
   }

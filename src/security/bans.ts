@@ -1,6 +1,6 @@
 import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
-import { repeatInBatches } from "../jobs/batch.ts";
+import { repeatInBatches } from "../db/batch.ts";
 
 // The ban policy as seen from TypeScript. The policy itself is one SQL function,
 // scheduler.ban_ips (sql/003_security.sql), used by both security jobs inside their own
@@ -23,9 +23,6 @@ export const BAN_OUTCOMES = [
   "invalid",
 ] as const;
 export type BanOutcome = (typeof BAN_OUTCOMES)[number];
-
-/** Outcomes that write a new ban (and count as an offence). */
-export const NEW_BAN_OUTCOMES: readonly BanOutcome[] = ["created", "renewed"];
 
 export interface BanResult {
   ip_address: string;

@@ -1,6 +1,8 @@
 -- Deletes expired, non-permanent bans; at most $1 rows per statement (repeatInBatches).
--- Reads the partial index banned_ips_expires_at_idx. The offence history in
--- scheduler.ban_offences stays, so a returning offender is still escalated.
+-- Reads the partial index banned_ips_expires_at_idx. Every ban was recorded in
+-- scheduler.ban_offences when it was made (by ban_ips, or by the trigger of
+-- sql/008_security_memory.sql for bans written directly), so a returning offender is still
+-- escalated after its row is gone.
 with doomed as (
   select ip_address
   from banned_ips

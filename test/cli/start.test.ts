@@ -7,7 +7,7 @@ import { describe, it } from "node:test";
 import { runningServer } from "../../src/db/embedded.ts";
 import { projectRoot } from "../../src/db/sql-file.ts";
 import { runCliProcess } from "../helpers/cli.ts";
-import { freePort } from "../helpers/net.ts";
+import { freePort } from "../../scripts/free-port.ts";
 import { eventually } from "../helpers/wait.ts";
 
 // `npm start` with no DATABASE_URL: an embedded PostgreSQL in SCHEDULER_DATA_DIR, reused by

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { projectRoot } from "../../src/db/sql-file.ts";
 import type { Queryable } from "../../src/db/pool.ts";
 import { eventually } from "../helpers/wait.ts";
-export { freePort } from "../helpers/net.ts";
+export { freePort } from "../../scripts/free-port.ts";
 
 export const fixtures = path.join(path.dirname(fileURLToPath(import.meta.url)), "fixtures");
 

@@ -15,7 +15,7 @@ export interface Fingerprint {
 }
 
 export async function resetFingerprints(db: Queryable): Promise<void> {
-  await db.query("truncate fingerprint_reputation, banned_ips, scheduler.ban_offences, scheduler.analysis_watermarks");
+  await db.query("truncate fingerprint_reputation, banned_ips, scheduler.ban_offences, scheduler.analysis_watermarks, scheduler.penalised_fingerprints");
 }
 
 export async function seedFingerprints(db: Queryable, fingerprints: Fingerprint[]): Promise<void> {

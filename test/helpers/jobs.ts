@@ -1,7 +1,7 @@
 import { EventEmitter } from "node:events";
 import { runOnce, type TaskList } from "graphile-worker";
 import type { DefinedJob } from "../../src/jobs/define.ts";
-import type { JobResult } from "../../src/jobs/types.ts";
+import type { JobResult } from "../../src/history/types.ts";
 import type { JobRuntime } from "../../src/jobs/runtime.ts";
 import type { Pool } from "../../src/db/pool.ts";
 import { graphileLoggerFor } from "../../src/log.ts";

@@ -129,6 +129,47 @@ describe("behavioral_analysis idempotency", () => {
     assert.deepEqual(await state("busy").then((s) => [s.reputation_score, s.abuse_incidents]), [30, 2]);
   });
 
+  it("analyses on the next run a row committed after a run but dated before its watermark, and still penalises once", async () => {
+    await seed([{ hash: "on-time", requests: 101, seenMinutesAgo: 1 }]);
+    // The platform's transaction stamps last_seen_at = now() (its start), then commits only
+    // after a run has read its snapshot and moved the watermark past that time.
+    const platform = await db.pool.connect();
+    try {
+      await platform.query("begin");
+      await platform.query(
+        `insert into fingerprint_reputation (fingerprint_hash, first_seen_at, last_seen_at, total_request_count, updated_at)
+         values ('late', now(), now(), 101, now())`,
+      );
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const first = await runJobLogic(db.pool, behavioralAnalysis);
+      assert.equal(first.itemsProcessed, 1, "the first run sees only the committed row");
+      await platform.query("commit");
+    } finally {
+      platform.release();
+    }
+    const { rows } = await db.pool.query("select w.analysed_through > f.last_seen_at as dated_before from scheduler.analysis_watermarks w, fingerprint_reputation f where f.fingerprint_hash = 'late'");
+    assert.equal(rows[0]!.dated_before, true, "the late row is dated before the watermark");
+
+    const second = await runJobLogic(db.pool, behavioralAnalysis);
+    assert.equal(second.itemsProcessed, 1, "the late row is analysed by the next run");
+    assert.deepEqual(await state("late").then((s) => [s.reputation_score, s.abuse_incidents]), [40, 1]);
+    assert.deepEqual(await state("on-time").then((s) => [s.reputation_score, s.abuse_incidents]), [40, 1], "penalised once, not again");
+
+    const third = await runJobLogic(db.pool, behavioralAnalysis);
+    assert.equal(third.itemsProcessed, 0);
+    for (const hash of ["late", "on-time"]) {
+      assert.deepEqual(await state(hash).then((s) => [s.reputation_score, s.abuse_incidents]), [40, 1], `${hash} penalised once`);
+    }
+  });
+
+  it("forgets a penalty once no later run can read its activity again", async () => {
+    await seed([{ hash: "now", requests: 101 }]);
+    await db.pool.query("insert into scheduler.penalised_fingerprints (fingerprint_hash, last_seen_at) values ('old', now() - interval '3 hours'), ('recent', now() - interval '30 minutes')");
+    await runJobLogic(db.pool, behavioralAnalysis);
+    const { rows } = await db.pool.query("select fingerprint_hash from scheduler.penalised_fingerprints order by 1");
+    assert.deepEqual(rows.map((r) => r.fingerprint_hash), ["now", "recent"]);
+  });
+
   it("a dry run does not move the watermark", async () => {
     await seed([{ hash: "busy", requests: 101 }]);
     await runJobLogic(db.pool, behavioralAnalysis, { enforce: false });
@@ -153,6 +194,7 @@ describe("behavioral_analysis dry run", () => {
       bans: (await db.pool.query("select * from banned_ips order by 1")).rows,
       offences: (await db.pool.query("select * from scheduler.ban_offences")).rows,
       watermarks: (await db.pool.query("select * from scheduler.analysis_watermarks")).rows,
+      penalties: (await db.pool.query("select * from scheduler.penalised_fingerprints")).rows,
     });
     const before = await snapshot();
     const result = await runJobLogic(db.pool, behavioralAnalysis, { enforce: false });

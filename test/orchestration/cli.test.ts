@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { after, afterEach, beforeEach, describe, it } from "node:test";
+import fs from "node:fs";
+import path from "node:path";
 import { parseArgs } from "node:util";
 import { servicesCommand } from "../../src/cli/commands/services.ts";
 import type { CliContext } from "../../src/cli/command.ts";
 import { loadConfig } from "../../src/config.ts";
 import { SchedulerError } from "../../src/errors.ts";
 import { startServiceReconciler, type ServiceReconciler } from "../../src/orchestration/loop.ts";
+import { findProgram } from "../../src/orchestration/program.ts";
 import { testLogger, useTestDatabase } from "../helpers/db.ts";
 import { addService, alive, fastPolicy, fixture, freePort, killEverything, removeTempDirs, row, tempLogDir, uniqueHost, waitFor } from "./fixtures/harness.ts";
 
@@ -71,19 +74,92 @@ describe("services CLI", () => {
 
   it("rejects bad definitions, naming every problem, and duplicates unless --replace", async () => {
     await rejectsWith(["add", "bad name", "--command", "", "--port", "70000", "--module", "robot", "--env", "1X=2"], "invalid_service", /name 'bad name'[\s\S]*module 'robot'[\s\S]*command[\s\S]*port '70000'[\s\S]*env '1X'/);
-    await rejectsWith(["add", "pg", "--command", "x", "--port", "5432"], "invalid_service", /port 5432: is protected/);
-    await rejectsWith(["add", "web", "--command", "x", "--port", "8080", "--env", "NOEQUALS"], "usage", /KEY=VALUE/);
-    await rejectsWith(["add", "web", "--command", "x"], "usage", /--port/);
-    await services(["add", "web", "--command", "x", "--port", "8080"]);
-    await rejectsWith(["add", "web", "--command", "y", "--port", "8081"], "service_exists", /--replace/);
-    await rejectsWith(["add", "other", "--command", "y", "--port", "8080"], "port_taken", /already used by service web/);
-    const replaced = await services(["add", "web", "--command", "y", "--port", "8081", "--replace"]);
+    await rejectsWith(["add", "pg", "--command", "sh", "--port", "5432"], "invalid_service", /port 5432: is protected/);
+    await rejectsWith(["add", "web", "--command", "sh", "--port", "8080", "--env", "NOEQUALS"], "usage", /KEY=VALUE/);
+    await rejectsWith(["add", "web", "--command", "sh"], "usage", /--port/);
+    await services(["add", "web", "--command", "sh", "--port", "8080"]);
+    await rejectsWith(["add", "web", "--command", "sleep", "--port", "8081"], "service_exists", /--replace/);
+    await rejectsWith(["add", "other", "--command", "sleep", "--port", "8080"], "port_taken", /already used by service web/);
+    const replaced = await services(["add", "web", "--command", "sleep", "--port", "8081", "--replace"]);
     assert.match(replaced.out, /replaced/);
-    assert.equal((await row(db.pool, "web"))?.command, "y");
+    assert.equal((await row(db.pool, "web"))?.command, "sleep");
+  });
+
+  it("splits a quoted --command into the program and its arguments, like a shell would", async () => {
+    const port = await freePort();
+    const command = `'${process.execPath}' "${fixture}" --name 'two words' back\\ slash "say \\"hi\\"" ''`;
+    assert.equal((await services(["add", "web", "--command", command, "--port", String(port), "--", "--verbose"])).code, 0);
+    const stored = await row(db.pool, "web");
+    assert.equal(stored?.command, process.execPath);
+    assert.deepEqual(stored?.args, [fixture, "--name", "two words", "back slash", 'say "hi"', "", "--verbose"]);
+  });
+
+  it("refuses unbalanced quotes, shell features and programs that cannot run here, with the fix", async () => {
+    const add = (command: string) => ["add", "web", "--command", command, "--port", "8080"];
+    await rejectsWith(add('python3 -m http.server "8080'), "invalid_command", /unclosed double quote \(\"\) at character 24[\s\S]*fix: close it, e\.g\. --command "python3 -m http\.server 8080"/);
+    await rejectsWith(add("node 'my server.js"), "invalid_command", /unclosed single quote/);
+    await rejectsWith(add("node server.js \\"), "invalid_command", /ends with a backslash/);
+    const script = /without a shell[\s\S]*fix: put the command line in a script/;
+    await rejectsWith(add("node server.js | tee log"), "invalid_command", new RegExp(`'\\|' \\(character 16\\), a pipe.*${script.source}`));
+    await rejectsWith(add("npm ci && node server.js"), "invalid_command", /'&&' \(character 8\), a command list/);
+    await rejectsWith(add("node a.js; node b.js"), "invalid_command", /';'.*a command list/);
+    await rejectsWith(add("node server.js --since $(date +%s)"), "invalid_command", /'\$\(\.\.\.\)'.*command substitution/);
+    await rejectsWith(add('node server.js --home "$HOME"'), "invalid_command", /'\$'.*variable expansion/);
+    await rejectsWith(add("node server.js > out.log"), "invalid_command", /'>'.*a redirection/);
+    await rejectsWith(add("node *.js"), "invalid_command", /'\*'.*expand into file names/);
+    await rejectsWith(add("LOG_LEVEL=debug node server.js"), "invalid_command", /fix: give it with --env LOG_LEVEL=debug/);
+    await rejectsWith(add("no-such-program-sps --port 1"), "program_not_runnable", /program 'no-such-program-sps' was not found in the PATH[\s\S]*fix: install it/);
+    await rejectsWith(add("/no/such/server"), "program_not_runnable", /program \/no\/such\/server does not exist on this host/);
+    await rejectsWith(add(fixture), "program_not_runnable", /is not executable[\s\S]*chmod \+x/);
+    await rejectsWith(add("./server.sh"), "program_not_runnable", /relative path[\s\S]*--cwd DIR/);
+    await rejectsWith([...add("sh"), "--cwd", "/no/such/dir"], "program_not_runnable", /working directory \/no\/such\/dir does not exist/);
+    assert.equal((await db.pool.query("select count(*)::int as n from services")).rows[0].n, 0, "nothing was stored");
+    // Another host's files are not visible from here: stored, and said so.
+    const remote = await services(["add", "remote", "--command", "no-such-program-sps", "--port", "8080", "--host", "elsewhere"]);
+    assert.match(remote.out, /not checked here: that no-such-program-sps exists on host elsewhere/);
+  });
+
+  it("the reconciler starts a service added with a quoted command line", async () => {
+    const dir = path.join(tempLogDir(), "my services");
+    fs.mkdirSync(dir);
+    const script = path.join(dir, "http server.ts");
+    fs.copyFileSync(fixture, script);
+    const port = await freePort();
+    await services(["add", "web", "--command", `'${process.execPath}' "${script}" --listen-delay 0`, "--port", String(port)]);
+    loop = await startServiceReconciler({ pool: db.pool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy });
+    await waitFor("running", async () => {
+      await loop!.reconcileNow();
+      return (await row(db.pool, "web"))?.status === "running";
+    });
+    assert.equal(await (await fetch(`http://127.0.0.1:${port}/`)).text(), "ok\n");
+  });
+
+  it("a row written in SQL with a whole command line in `command` fails to start, saying where its arguments go", async () => {
+    await addService(db.pool, { name: "raw", host, port: await freePort(), command: "python3 -m http.server 8080", args: [] });
+    loop = await startServiceReconciler({ pool: db.pool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy });
+    const error = await waitFor("a recorded failure", async () => {
+      await loop!.reconcileNow();
+      return (await row(db.pool, "raw"))?.last_error;
+    });
+    assert.match(error, /ENOENT[\s\S]*its arguments go in args \(services add --command "python3 -m http\.server 8080" splits it for you\)/);
+  });
+
+  const python = findProgram("python3", { cwd: process.cwd(), pathEnv: process.env.PATH });
+  it("the reconciler starts `python3 -m http.server PORT` given as one --command", { skip: python.found ? false : "python3 is not installed" }, async () => {
+    const port = await freePort();
+    const cwd = tempLogDir();
+    await services(["add", "py", "--command", `python3 -m http.server ${port} --bind 127.0.0.1`, "--port", String(port), "--cwd", cwd]);
+    assert.deepEqual((await row(db.pool, "py"))?.args, ["-m", "http.server", String(port), "--bind", "127.0.0.1"]);
+    loop = await startServiceReconciler({ pool: db.pool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy });
+    await waitFor("running", async () => {
+      await loop!.reconcileNow();
+      return (await row(db.pool, "py"))?.status === "running";
+    });
+    assert.equal((await fetch(`http://127.0.0.1:${port}/`)).status, 200);
   });
 
   it("enables and disables, and names unknown services", async () => {
-    await services(["add", "web", "--command", "x", "--port", "8080", "--disabled"]);
+    await services(["add", "web", "--command", "sh", "--port", "8080", "--disabled"]);
     assert.equal((await row(db.pool, "web"))?.desired_status, "disabled");
     assert.match((await services(["enable", "web"])).out, /enabled/);
     assert.equal((await row(db.pool, "web"))?.desired_status, "enabled");

@@ -67,6 +67,67 @@ describe("ban policy (scheduler.ban_ips)", () => {
     assert.deepEqual((await autoBan(["203.0.113.2"])).map((r) => [r.days, r.ban_count]), [[7, 1]]);
   });
 
+  it("escalates an address whose expired ban was inserted directly in SQL, exactly as one the policy made", async () => {
+    // The reference: a ban made by the policy, expired and cleaned up.
+    await autoBan(["203.0.113.20"]);
+    // The case under test: the platform (or an operator) inserts the ban itself.
+    await db.pool.query("insert into banned_ips (ip_address, reason, expires_at, ban_source) values ('203.0.113.21', 'platform rate limit', now() + interval '1 hour', 'platform')");
+    await expireAll();
+    assert.equal(await removeExpiredBans(db.pool, { enforce: true, batchSize: 10 }), 2);
+
+    const again = await autoBan(["203.0.113.20", "203.0.113.21"]);
+    assert.deepEqual(again.map((r) => [r.ip_address, r.outcome, r.days, r.ban_count, r.repeat_offences]), [
+      ["203.0.113.20", "created", 14, 2, 1],
+      ["203.0.113.21", "created", 14, 2, 1],
+    ]);
+  });
+
+  it("remembers a ban the platform inserted and deleted itself, or renewed in place", async () => {
+    // Inserted and deleted by the platform: our cleanup never saw it.
+    await db.pool.query("insert into banned_ips (ip_address, expires_at, ban_source) values ('203.0.113.22', now() + interval '1 day', 'platform')");
+    await db.pool.query("delete from banned_ips where ip_address = '203.0.113.22'");
+    // Renewed in place by the platform: an expired row made active again, twice.
+    await db.pool.query("insert into banned_ips (ip_address, expires_at, ban_source) values ('203.0.113.23', now() - interval '1 minute', 'platform')");
+    await db.pool.query("update banned_ips set banned_at = now(), expires_at = now() + interval '1 day' where ip_address = '203.0.113.23'");
+    await expireAll();
+    await db.pool.query("update banned_ips set expires_at = now() + interval '1 day' where ip_address = '203.0.113.23'");
+    await db.pool.query("delete from banned_ips");
+
+    const { rows } = await db.pool.query("select ip_address, offences from scheduler.ban_offences order by 1");
+    assert.deepEqual(rows, [{ ip_address: "203.0.113.22", offences: 1 }, { ip_address: "203.0.113.23", offences: 3 }]);
+    assert.deepEqual((await autoBan(["203.0.113.22", "203.0.113.23"])).map((r) => [r.days, r.ban_count]), [[14, 2], [56, 4]]);
+  });
+
+  it("records the offence of a platform role that has no right on the scheduler schema", async () => {
+    const client = await db.pool.connect();
+    try {
+      // In one transaction that is rolled back, so the role never outlives the test.
+      await client.query("begin");
+      await client.query("create role sps_test_platform nologin");
+      await client.query("grant select, insert, update, delete on banned_ips to sps_test_platform");
+      await client.query("set local role sps_test_platform");
+      await client.query("insert into banned_ips (ip_address, expires_at) values ('203.0.113.25', now() + interval '1 day')");
+      await client.query("reset role");
+      const { rows } = await client.query("select offences from scheduler.ban_offences where ip_address = '203.0.113.25'");
+      assert.deepEqual(rows, [{ offences: 1 }]);
+    } finally {
+      await client.query("rollback");
+      client.release();
+    }
+  });
+
+  it("counts each policy ban once, and a lengthened or permanent-made ban not at all", async () => {
+    const offences = async () => (await db.pool.query("select offences from scheduler.ban_offences where ip_address = '203.0.113.24'")).rows[0]?.offences;
+    await autoBan(["203.0.113.24"]);
+    assert.equal(await offences(), 1);
+    await expireAll();
+    await autoBan(["203.0.113.24"]);
+    assert.equal(await offences(), 2);
+    await db.pool.query("select * from scheduler.ban_ip('203.0.113.24', 'longer', interval '400 days')");
+    await db.pool.query("select * from scheduler.ban_ip('203.0.113.24', 'forever', null, true)");
+    assert.equal(await offences(), 2);
+  });
+
   it("does not ban again under an active ban, and never touches a permanent one", async () => {
     await autoBan(["203.0.113.3"]);
     const again = await autoBan(["203.0.113.3"], { days: 30 });

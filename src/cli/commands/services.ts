@@ -1,8 +1,10 @@
 import crypto from "node:crypto";
 import { SchedulerError } from "../../errors.ts";
 import { stopService } from "../../orchestration/act.ts";
+import { splitCommandLine } from "../../orchestration/command-line.ts";
 import { RESULT_CHANNEL, REQUEST_CHANNEL } from "../../orchestration/notify.ts";
 import { deleteDisabled, getService, listServices, saveService, setDesired, validateDefinition } from "../../orchestration/registry.ts";
+import { assertRunnableHere } from "../../orchestration/program.ts";
 import { planHost, type ReconcileContext } from "../../orchestration/reconcile.ts";
 import { protectedPortSet, resolveLogDir, resolvePolicy } from "../../orchestration/settings.ts";
 import { listHostServices, lockHost, unlockHost } from "../../orchestration/store.ts";
@@ -85,7 +87,10 @@ const add: Command = {
   summary: "register a service on a host (started by that host's reconciler)",
   usage: `systemprompt-scheduler services add NAME --command CMD --port N [options] [-- ARG...]
 
---command CMD   the program to run (arguments after --, e.g. -- server.js --verbose)
+--command CMD   the program and its arguments, quoted as for a shell, e.g.
+                --command "python3 -m http.server 8080" or --command 'node "my server.js"';
+                it is run without a shell (no pipes, ;, &&, $VAR, globs: wrap those in a
+                script). More arguments may follow --, taken as they are: -- --verbose
 --port N        the TCP port it listens on (127.0.0.1 or ::1); it also gets PORT=N
 --module M      agent (default), mcp or api
 --host HOST     the host that runs it (default this node's SCHEDULER_HOST)
@@ -102,23 +107,28 @@ const add: Command = {
     if (!name) throw usageError("services add needs a service name", add.usage);
     if (typeof args.values.command !== "string") throw usageError("services add needs --command", add.usage);
     if (args.values.port === undefined) throw usageError("services add needs --port", add.usage);
+    const [program = "", ...programArgs] = splitCommandLine(args.values.command);
     const definition = {
       name,
       module: (typeof args.values.module === "string" ? args.values.module : "agent") as ModuleName,
       host: thisHost(ctx, args),
-      command: args.values.command,
-      args: commandArgs,
+      command: program,
+      args: [...programArgs, ...commandArgs],
       cwd: typeof args.values.cwd === "string" ? args.values.cwd : null,
       env: parseEnv(args.values.env),
       port: Number(args.values.port),
       desired: args.values.disabled ? ("disabled" as const) : ("enabled" as const),
     };
     validateDefinition(definition, protectedPorts(ctx));
+    // Another host's files cannot be seen from here; its reconciler reports a missing program.
+    const checkedHere = definition.host === ctx.config.SCHEDULER_HOST;
+    if (checkedHere) assertRunnableHere(definition);
     const saved = await saveService(await ctx.pool(), definition, args.values.replace === true);
     if (!saved.saved) {
       throw new SchedulerError("service_exists", `a service named '${name}' already exists`, { hint: "add --replace to overwrite its definition, or pick another name", exitCode: 2 });
     }
     ctx.print(`service ${name} ${saved.inserted ? "added" : "replaced"} on host ${definition.host} (${definition.desired}, port ${definition.port}, module ${definition.module})`);
+    if (!checkedHere) ctx.print(`  not checked here: that ${definition.command} exists on host ${definition.host}`);
     return 0;
   },
 };

@@ -3,13 +3,19 @@
 -- UPDATE, the bans and the watermark write nothing and the same findings are reported.
 --
 -- Which fingerprints: seen in the last window_minutes AND after the previous enforced run
--- (scheduler.analysis_watermarks), so running twice without new activity penalises nobody twice.
+-- (scheduler.analysis_watermarks), less a late-commit margin: the platform stamps last_seen_at
+-- inside its transaction, so a row committed after the previous run's snapshot can carry a
+-- last_seen_at before that run's watermark. The margin is read again on every run; what keeps
+-- a second run from penalising twice there is scheduler.penalised_fingerprints: a fingerprint
+-- penalised at a last_seen_at is skipped until its last_seen_at moves past it. Without a
+-- watermark (first run, or deleted to analyse again from scratch) that memory is ignored.
 -- Rules, in order (SPEC §3): penalties of all matching rules add up, the first match names the
 -- flag_reason, and the low-reputation rule reads the score from before this run.
 with settings as (
   select * from jsonb_to_record($1::jsonb) as s(
     enforce boolean,
     window_minutes int,
+    late_commit_margin_minutes int,
     request_enabled boolean, request_threshold bigint, request_penalty int,
     velocity_enabled boolean, velocity_peak_rpm real, velocity_minutes int, velocity_penalty int,
     sessions_enabled boolean, sessions_threshold int, sessions_penalty int,
@@ -19,14 +25,20 @@ with settings as (
 ),
 bounds as (
   select
-    greatest(now() - make_interval(mins => s.window_minutes), coalesce(w.analysed_through, '-infinity')) as since,
-    now() as until
+    case
+      when w.analysed_through is null then now() - make_interval(mins => s.window_minutes)
+      else greatest(now() - make_interval(mins => s.window_minutes), w.analysed_through)
+           - make_interval(mins => s.late_commit_margin_minutes)
+    end as since,
+    now() as until,
+    w.analysed_through as watermark
   from settings s
   left join scheduler.analysis_watermarks w on w.job_name = 'behavioral_analysis'
 ),
 analysed as (
   select
     f.fingerprint_hash,
+    f.last_seen_at,
     f.reputation_score,
     f.abuse_incidents,
     f.last_ip_address,
@@ -41,8 +53,10 @@ analysed as (
   from fingerprint_reputation f
   cross join settings s
   cross join bounds b
+  left join scheduler.penalised_fingerprints p on p.fingerprint_hash = f.fingerprint_hash
   where f.last_seen_at > b.since
     and f.last_seen_at <= b.until
+    and (p.fingerprint_hash is null or b.watermark is null or f.last_seen_at > p.last_seen_at)
 ),
 findings as (
   select
@@ -82,6 +96,27 @@ flagged as (
   where s.enforce
     and f.fingerprint_hash = x.fingerprint_hash
   returning f.fingerprint_hash
+),
+-- The activity each penalty was for: the last_seen_at this run read.
+remembered as (
+  insert into scheduler.penalised_fingerprints as p (fingerprint_hash, last_seen_at, penalised_at)
+  select x.fingerprint_hash, x.last_seen_at, now()
+  from findings x
+  cross join settings s
+  where s.enforce
+  on conflict (fingerprint_hash) do update set
+    last_seen_at = greatest(p.last_seen_at, excluded.last_seen_at),
+    penalised_at = excluded.penalised_at
+),
+-- What no later run can read again: its window starts at this run's watermark less the margin
+-- or later. This run's own findings are left to `remembered` (one statement must not both
+-- update and delete a row).
+forgotten as (
+  delete from scheduler.penalised_fingerprints p
+  using bounds b, settings s
+  where s.enforce
+    and p.last_seen_at <= b.until - make_interval(mins => s.late_commit_margin_minutes)
+    and not exists (select 1 from findings x where x.fingerprint_hash = p.fingerprint_hash)
 ),
 -- Ban candidates: every analysed fingerprint with at least ban_min_incidents incidents, this
 -- run's included (the original banned analysed fingerprints with 3 stored incidents; this also

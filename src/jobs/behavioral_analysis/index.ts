@@ -7,6 +7,15 @@ import { summariseBans, type BanSummaryRow } from "../../security/ban-summary.ts
 
 const analyseSql = readSql(import.meta.url, "analyse.sql");
 
+/**
+ * How far before the previous run's watermark each run reads again. The platform stamps
+ * last_seen_at inside its own transaction, so a row can commit after a run's snapshot yet be
+ * dated before that run's watermark; an hour, as cleanup_empty_contexts allows. Fixed rather than
+ * a payload field: analyse.sql prunes its memory of penalties by it, which is only safe when
+ * every run uses the same margin.
+ */
+export const LATE_COMMIT_MARGIN_MINUTES = 60;
+
 const count = (max: number) => z.number().int().min(0).max(max);
 const penalty = count(100);
 
@@ -53,6 +62,7 @@ function settingsFor(p: Payload): Record<string, unknown> {
   return {
     enforce: p.enforce,
     window_minutes: p.windowMinutes,
+    late_commit_margin_minutes: LATE_COMMIT_MARGIN_MINUTES,
     request_enabled: requestCount.enabled,
     request_threshold: requestCount.threshold,
     request_penalty: requestCount.penalty,

@@ -1,7 +1,7 @@
 import { z } from "zod";
 import type { Queryable } from "../../db/pool.ts";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 import { defineJob } from "../define.ts";
 
 const readPlan = readSql(import.meta.url, "read_plan.sql");

@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 import { defineJob } from "../define.ts";
 
 const closeIdle = readSql(import.meta.url, "close_idle_sessions.sql");

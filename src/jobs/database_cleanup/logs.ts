@@ -1,6 +1,6 @@
 import type { Queryable } from "../../db/pool.ts";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 
 const nextOldLogsBatch = readSql(import.meta.url, "next_old_logs_batch.sql");
 const deleteOldLogsRange = readSql(import.meta.url, "delete_old_logs_range.sql");

@@ -1,6 +1,6 @@
 import type { Queryable } from "../../db/pool.ts";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 import { ID_CHUNK } from "./orphans.ts";
 
 const scanContextIds = readSql(import.meta.url, "scan_mcp_context_ids.sql");

@@ -1,6 +1,6 @@
 import type { Queryable } from "../../db/pool.ts";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 
 const deleteCodes = readSql(import.meta.url, "delete_auth_codes.sql");
 const countCodes = readSql(import.meta.url, "count_auth_codes.sql");

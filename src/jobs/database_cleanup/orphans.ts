@@ -1,6 +1,6 @@
 import type { Queryable } from "../../db/pool.ts";
 import { readSql } from "../../db/sql-file.ts";
-import { repeatInBatches } from "../batch.ts";
+import { repeatInBatches } from "../../db/batch.ts";
 import { countLogsOfUsers, deleteLogsOfUsers, type LogWindow } from "./logs.ts";
 
 const removedUserIds = readSql(import.meta.url, "removed_user_ids.sql");
