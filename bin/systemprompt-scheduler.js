@@ -4,6 +4,7 @@
 // npm package installs, forwarding signals so `start` still shuts down gracefully.
 import { spawn } from "node:child_process";
 import { createRequire } from "node:module";
+import os from "node:os";
 
 const [major, minor] = process.versions.node.split(".").map(Number);
 if (major > 22 || (major === 22 && minor >= 18)) {
@@ -19,5 +20,6 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   }
   const child = spawn(nodeBinary, [new URL(import.meta.url).pathname, ...process.argv.slice(2)], { stdio: "inherit" });
   for (const signal of ["SIGTERM", "SIGINT", "SIGHUP"]) process.on(signal, () => child.kill(signal));
-  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 128 + 1 : 1)));
+  // A child killed by a signal exits as a shell reports it: 128 + the signal's number.
+  child.on("exit", (code, signal) => process.exit(code ?? (signal ? 128 + (os.constants.signals[signal] ?? 0) : 1)));
 }

@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { DatabaseHealth } from "./health.ts";
+import { IDEMPOTENT_STATEMENT } from "../graphile/internals.ts";
 import { backoffMs, isConnectionError, isPermanentConnectError } from "./health.ts";
 
 // graphile-worker 0.18 treats one failed "complete job" or "fail job" statement as fatal:
@@ -13,8 +14,6 @@ import { backoffMs, isConnectionError, isPermanentConnectError } from "./health.
 //   connection when theirs breaks mid-flight. Job SQL is never retried: a job's session
 //   holds its run lock, and its failure is graphile-worker's to retry.
 
-/** graphile-worker's prepared statement names (`<name>/<schema>`) that are safe to re-send. */
-const IDEMPOTENT_STATEMENT = /^(complete_job|complete_job_q|complete_jobs|fail_job|fail_job_q|fail_jobs|return_job|return_job_q|clear_stale_locks|clear_stale_locksN|cron|cronN)\//;
 
 const RETRY_CAP_MS = 2000;
 const PATCHED = Symbol.for("systemprompt-scheduler.patient");

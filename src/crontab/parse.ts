@@ -77,14 +77,11 @@ export function parseCrontabText(text: string, catalog?: TaskCatalog): ParseResu
       });
       return;
     }
+    // graphile-worker's line pattern only takes `{...}`, so a payload is always an object.
     const payload = (item.payload as Record<string, unknown> | null) ?? null;
-    if (payload !== null && (typeof payload !== "object" || Array.isArray(payload))) {
-      problems.push({ line: lineNumber, message: `the payload of '${item.identifier}' must be an object like {enforce: false}, not ${JSON.stringify(payload)}` });
-      return;
-    }
     const payloadProblem = catalog?.checkPayload(item.task, payload ?? {});
     if (payloadProblem) {
-      problems.push({ line: lineNumber, message: payloadProblem });
+      problems.push({ line: lineNumber, message: item.identifier === item.task ? payloadProblem : `entry '${item.identifier}': ${payloadProblem}` });
       return;
     }
     const clash = entries.find((entry) => entry.identifier === item.identifier);
@@ -128,14 +125,16 @@ export function parseCrontabOrThrow(text: string, source: string, catalog?: Task
  * own message, with the line, tells a person what is wrong.
  */
 function explainBadLine(line: string, lineNumber: number, message: string): string {
+  if (!/^Invalid command specification/.test(message)) return message;
   const brace = line.indexOf("{");
-  if (!/^Invalid command specification/.test(message) || brace < 0) return message;
-  try {
-    JSON5.parse(line.slice(brace));
-  } catch (error) {
-    return `Failed to parse JSON5 payload on line ${lineNumber} of crontab: ${(error as Error).message}`;
+  if (brace >= 0) {
+    try {
+      JSON5.parse(line.slice(brace));
+    } catch (error) {
+      return `Failed to parse JSON5 payload on line ${lineNumber} of crontab: ${(error as Error).message}`;
+    }
   }
-  return message;
+  return `${message.replace(/\.$/, "")}: expected 'MIN HOUR DOM MON DOW task ?options {payload}', where the payload, if any, is a JSON5 object at the end of the line`;
 }
 
 /**

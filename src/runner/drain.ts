@@ -42,6 +42,9 @@ export async function drainWorker(options: {
   logger.error("jobs ignored cancellation; forcing the worker pool down");
   await Promise.resolve(options.workerPool()?.forcefulShutdown("node shutdown: grace period over")).catch(() => {});
   await options.db
-    .query("update scheduler.job_runs set status = 'abandoned', finished_at = now(), error = 'cancelled at node shutdown' where node_id = $1 and status = 'running'", [options.nodeId])
+    .query(
+      "select scheduler.abandon_runs(array(select id from scheduler.job_runs where node_id = $1 and status = 'running'), 'cancelled at node shutdown: the job ignored cancellation and the worker pool was forced down')",
+      [options.nodeId],
+    )
     .catch(() => {});
 }
