@@ -3,28 +3,25 @@ import { readSql } from "../db/sql-file.ts";
 import type { JobResult } from "./types.ts";
 
 const CLAIM_RUN = readSql(import.meta.url, "claim_run.sql");
-const FINISH_RUN_AND_UNLOCK = readSql(import.meta.url, "finish_run_unlock.sql");
+const RECORD_RUN = readSql(import.meta.url, "record_run.sql");
+// The happy path's last statement, on the run's own connection: the outcome and the release
+// of the task's lock ($17, which wakes the runs waiting for it) in one round trip.
+const RECORD_RUN_AND_UNLOCK = `
+with recorded as (
+${RECORD_RUN}
+)
+select case when $17::text is null then null else scheduler.release_run_lock($17) end as unlocked,
+       (select count(*) from recorded)::int as recorded`;
 
-// The run history of scheduler.job_runs: one row per attempt, written in short
-// autocommit statements on the pool, never on the job's own connection, so a
-// cancelled or broken run still gets its row finished.
+// The run history of scheduler.job_runs: one row per attempt. A run gets its id and start
+// time when it claims its lock (claim_run.sql); its row is written once, with its outcome,
+// when it ends, unless it runs long enough to be shown as 'running' first (RUNNING_ROW_AFTER_MS):
+// most runs are short, and one write per run instead of an insert and an update is what keeps
+// the wrapper cheap. Outcomes are written in short autocommit statements, on the pool when the
+// run's own connection may be broken, so a cancelled or broken run still gets its row.
 
-const START_RUN = `
-insert into scheduler.job_runs (job_id, job_name, task, attempt, node_id, scheduled_for, dry_run, payload)
-values ($1, $2, $3, $4, $5, $6, $7, $8)
-returning id`;
-
-const FINISH_RUN = `
-update scheduler.job_runs
-set status = $2,
-    finished_at = clock_timestamp(),
-    duration_ms = greatest(0, round(extract(epoch from clock_timestamp() - started_at) * 1000))::int,
-    error = $3,
-    items_processed = $4,
-    items_failed = $5,
-    message = $6,
-    details = $7
-where id = $1 and status = 'running'`;
+/** How long a run goes without a history row before it is shown as 'running'. */
+export const RUNNING_ROW_AFTER_MS = 1000;
 
 const PRUNE_RUNS = `
 with doomed as (
@@ -59,27 +56,50 @@ export interface RunStart {
   payload: unknown;
 }
 
-/** The columns of a new 'running' row, in the order START_RUN and CLAIM_RUN take them. */
-function runColumns(run: RunStart): unknown[] {
-  return [run.jobId, run.jobName, run.task, run.attempt, run.nodeId, run.scheduledFor, run.dryRun, JSON.stringify(run.payload ?? null)];
+/** A started run: what its row says, and the id and start time its claim gave it. */
+export interface RunRecord extends RunStart {
+  id: string | null;
+  startedAt: Date | null;
 }
 
-export async function startRun(db: Queryable, run: RunStart): Promise<string> {
-  const { rows } = await db.query<{ id: string }>(START_RUN, runColumns(run));
-  return rows[0]!.id;
-}
+export type RunOutcome = { status: "success"; result: JobResult } | { status: "failed"; error: string; result?: JobResult };
 
-export async function finishRun(db: Queryable, runId: string, outcome: { status: "success" | "failed"; error?: string; result?: JobResult }): Promise<void> {
-  const result = outcome.result;
-  await db.query(FINISH_RUN, [
-    runId,
+function recordValues(run: RunRecord, outcome: RunOutcome | { status: "running" }): unknown[] {
+  const result = "result" in outcome ? outcome.result : undefined;
+  return [
+    run.id,
+    run.jobId,
+    run.jobName,
+    run.task,
+    run.attempt,
+    run.nodeId,
+    run.scheduledFor,
+    run.dryRun,
+    JSON.stringify(run.payload ?? null),
+    run.startedAt,
     outcome.status,
-    outcome.error ?? null,
+    "error" in outcome ? outcome.error : null,
     result?.itemsProcessed ?? 0,
     result?.itemsFailed ?? 0,
     result?.message ?? null,
     result?.details ? JSON.stringify(result.details) : null,
-  ]);
+  ];
+}
+
+/** Shows a run in progress as 'running' (for a run that has gone on a while); never overwrites an outcome. */
+export async function recordRunning(db: Queryable, run: RunRecord): Promise<void> {
+  await db.query(RECORD_RUN, recordValues(run, { status: "running" }));
+}
+
+/** Writes the run's outcome (a run with no id, e.g. refused before it started, gets one); returns the run's id. */
+export async function recordOutcome(db: Queryable, run: RunRecord, outcome: RunOutcome): Promise<string | null> {
+  const { rows } = await db.query<{ id: string }>(RECORD_RUN, recordValues(run, outcome));
+  return rows[0]?.id ?? run.id;
+}
+
+/** Writes the run's success and releases the task's lock in one round trip (on the connection holding the lock). */
+export async function recordSuccessAndUnlock(db: Queryable, run: RunRecord, lockKey: string | null, result: JobResult): Promise<void> {
+  await db.query(RECORD_RUN_AND_UNLOCK, [...recordValues(run, { status: "success", result }), lockKey]);
 }
 
 /** Deletes finished runs older than the retention, in batches, folding them into job_stats; returns how many. */
@@ -93,38 +113,28 @@ export async function pruneRuns(db: Queryable, retentionDays: number, batchSize 
   }
 }
 
-export type Claim = { locked: boolean; pausedAs: string | null; runId: string | null };
+export type Claim = { locked: boolean; pausedAs: string | null; run: RunRecord | null };
 
 /**
- * On the job's own connection: the task's run lock, the pause check and the
- * 'running' row in one statement. `runId` is set only when locked and not paused;
- * a paused claim may still hold the lock (release it with releaseRunLock). A claim
- * that finds the lock taken lists the job as waiting for it.
+ * On the job's own connection: the task's run lock and the pause check in one statement.
+ * `run` (with its id and start time) is set only when locked and not paused; a paused
+ * claim may still hold the lock (release it with releaseRunLock). A claim that finds the
+ * lock taken lists the job as waiting for it.
  */
 export async function claimRun(db: Queryable, lockKey: string | null, run: RunStart): Promise<Claim> {
-  const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null }>(CLAIM_RUN, [
-    lockKey,
-    [run.jobName, run.task],
-    ...runColumns(run),
-  ]);
+  const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null; started_at: Date }>(CLAIM_RUN, [lockKey, [run.jobName, run.task], run.jobId]);
   const row = rows[0]!;
-  return { locked: row.locked, pausedAs: row.paused_as, runId: row.run_id };
-}
-
-/** The happy path's last statement: the run's success and the lock's release together. */
-export async function finishRunAndUnlock(db: Queryable, runId: string, lockKey: string | null, result: JobResult): Promise<void> {
-  await db.query(FINISH_RUN_AND_UNLOCK, [
-    runId,
-    result.itemsProcessed,
-    result.itemsFailed,
-    result.message,
-    result.details ? JSON.stringify(result.details) : null,
-    lockKey,
-  ]);
+  return { locked: row.locked, pausedAs: row.paused_as, run: row.run_id === null ? null : { ...run, id: row.run_id, startedAt: row.started_at } };
 }
 
 /** Releases the run lock (on the connection that holds it) and wakes the runs waiting for it. */
 export async function releaseRunLock(db: Queryable, lockKey: string | null): Promise<void> {
   if (lockKey === null) return;
   await db.query("select scheduler.release_run_lock($1)", [lockKey]);
+}
+
+/** Shows the run as 'running' once it has gone on for RUNNING_ROW_AFTER_MS; call the returned function when it ends. */
+export function showRunningAfterAWhile(db: Queryable, run: RunRecord, onError: (error: unknown) => void): () => void {
+  const timer = setTimeout(() => recordRunning(db, run).catch(onError), RUNNING_ROW_AFTER_MS);
+  return () => clearTimeout(timer);
 }

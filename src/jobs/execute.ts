@@ -2,7 +2,7 @@ import type { JobHelpers } from "graphile-worker";
 import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal } from "../graphile/internals.ts";
-import { claimRun, finishRun, finishRunAndUnlock, releaseRunLock, startRun, type Claim, type RunStart } from "../history/runs.ts";
+import { claimRun, recordOutcome, recordSuccessAndUnlock, releaseRunLock, showRunningAfterAWhile, type Claim, type RunStart } from "../history/runs.ts";
 import type { DefinedJob } from "./define.ts";
 import { describePayloadErrors, splitPayload } from "./payload.ts";
 import type { JobRuntime } from "./runtime.ts";
@@ -33,8 +33,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
   const parsed = job.schema.safeParse(fields);
   if (!parsed.success) {
     const message = describePayloadErrors(jobName, parsed.error);
-    const runId = await startRun(helpers, { ...runStart, dryRun: false, payload: fields });
-    await finishRun(helpers, runId, { status: "failed", error: message });
+    const runId = await recordOutcome(helpers, { ...runStart, dryRun: false, payload: fields, id: null, startedAt: null }, { status: "failed", error: message });
     // Retrying cannot fix a payload: make this attempt the last one.
     await makeAttemptFinal(helpers);
     logger.error({ error: message }, "job failed permanently: invalid payload");
@@ -52,7 +51,9 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       runtime.events.emit("job:skipped", { ...base, reason: "paused" });
       return;
     }
-    const runId = claim.runId!;
+    const run = claim.run!;
+    const runId = run.id!;
+    const stopShowingRunning = showRunningAfterAWhile(helpers, run, (error) => logger.warn({ error: errorMessage(error) }, "could not show the run as running"));
     const controller = new AbortController();
     const cancel = (reason: SchedulerError) => {
       if (controller.signal.aborted) return;
@@ -91,22 +92,24 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
         nodeId: runtime.nodeId,
       });
       clearTimeout(timer);
+      stopShowingRunning();
       try {
-        await finishRunAndUnlock(client, runId, lockKey, result);
+        await recordSuccessAndUnlock(client, run, lockKey, result);
       } catch (error) {
         // The work is done; only this connection broke. Record the success on the pool (the
         // lock went with the session), so the run is not re-run as a failure.
         logger.warn({ error: errorMessage(error) }, "recording the run's success on its own connection failed; retrying on the pool");
-        await finishRun(helpers, runId, { status: "success", result });
+        await recordOutcome(helpers, run, { status: "success", result });
       }
       const durationMs = Date.now() - started;
       logger.info({ itemsProcessed: result.itemsProcessed, itemsFailed: result.itemsFailed, durationMs, dryRun: !payload.enforce, details: result.details }, result.message);
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });
     } catch (error) {
       clearTimeout(timer);
+      stopShowingRunning();
       const message = errorMessage(error);
       // On the pool: this run's own connection may be the thing that broke.
-      await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      await recordOutcome(helpers, run, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
       await releaseRunLock(client, lockKey).catch(() => {});
       logger.error({ error: message, durationMs: Date.now() - started }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });

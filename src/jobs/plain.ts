@@ -1,6 +1,6 @@
 import type { JobHelpers, Task } from "graphile-worker";
 import { errorMessage } from "../errors.ts";
-import { claimRun, finishRun } from "../history/runs.ts";
+import { claimRun, recordOutcome, showRunningAfterAWhile } from "../history/runs.ts";
 import { splitPayload } from "./payload.ts";
 import type { JobRuntime } from "./runtime.ts";
 
@@ -21,20 +21,24 @@ export function wrapPlainTask(name: string, task: Task, runtime: JobRuntime): Ta
       runtime.events.emit("job:skipped", { ...base, reason: "paused" });
       return;
     }
-    const runId = claim.runId!;
+    const run = claim.run!;
+    const runId = run.id!;
+    const stopShowingRunning = showRunningAfterAWhile(helpers, run, (error) => logger.warn({ error: errorMessage(error) }, "could not show the run as running"));
     const started = Date.now();
     runtime.events.emit("job:start", { ...base, runId });
     try {
       const value = await task(rawPayload, helpers);
+      stopShowingRunning();
       const result = { itemsProcessed: 0, itemsFailed: 0, message: "completed" };
-      await finishRun(helpers, runId, { status: "success", result });
+      await recordOutcome(helpers, run, { status: "success", result });
       const durationMs = Date.now() - started;
       logger.info({ durationMs }, "plain task completed");
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });
       return value;
     } catch (error) {
+      stopShowingRunning();
       const message = errorMessage(error);
-      await finishRun(helpers, runId, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
+      await recordOutcome(helpers, run, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
       logger.error({ error: message, durationMs: Date.now() - started }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false });
       throw error;

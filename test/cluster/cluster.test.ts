@@ -84,13 +84,18 @@ describe("three nodes on one database", () => {
 
   it("does not declare dead a node whose event loop is blocked for 4 heartbeats", async (t) => {
     const jobId = await addJob(db.pool, "busy", { ms: 2000, tag: "busy" });
-    const [running] = await eventually(async () => {
-      const rows = await runs(db.pool, "job_id = $1", [jobId]);
-      return rows.length === 1 && rows;
+    // The run's history row is written when it ends (a blocked node cannot write it earlier):
+    // find the node through the job it locked.
+    const running = await eventually(async () => {
+      const { rows } = await db.pool.query<{ node_id: string }>(
+        "select n.node_id from graphile_worker.jobs j join scheduler.nodes n on n.worker_pool_id = j.locked_by where j.id = $1",
+        [jobId],
+      );
+      return rows[0];
     }, { what: "the busy job to start" });
     let longestSilence = 0;
     for (;;) {
-      const row = (await listNodes(db.pool, { deadAfterMs: DEAD_AFTER_MS })).find((candidate) => candidate.node_id === running!.node_id);
+      const row = (await listNodes(db.pool, { deadAfterMs: DEAD_AFTER_MS })).find((candidate) => candidate.node_id === running.node_id);
       longestSilence = Math.max(longestSilence, Number(row?.silent_ms ?? 0));
       assert.equal(row?.state, "alive");
       if ((await runs(db.pool, "job_id = $1 and status <> 'running'", [jobId])).length > 0) break;
@@ -100,7 +105,7 @@ describe("three nodes on one database", () => {
     const [finished] = await runs(db.pool, "job_id = $1", [jobId]);
     assert.equal(finished!.status, "success");
     await sleep(1000);
-    const rescued = await db.pool.query("select node_id from scheduler.rescues where node_id = $1", [running!.node_id]);
+    const rescued = await db.pool.query("select node_id from scheduler.rescues where node_id = $1", [running.node_id]);
     assert.deepEqual(rescued.rows, [], "never rescued");
     t.diagnostic(`blocked event loop: silent up to ${longestSilence} ms, threshold ${DEAD_AFTER_MS} ms, not rescued`);
   });

@@ -216,7 +216,7 @@ describe("nodes command", () => {
     await nodesCommand.run(ctx, { values: { all: true }, positionals: [] });
     const table = printed.join("\n");
     assert.match(table, /NODE\s+HOST\s+PID\s+STARTED\s+LAST HEARTBEAT\s+STATE\s+RUNNING JOBS/);
-    assert.match(table, /alive-1\s+h-alive-1\s+4242\s+\S+ \S+\s+\d+ ms ago\s+alive\s+2/);
+    assert.match(table, /alive-1\s+h-alive-1\s+4242\s+\d{4}-\d\d-\d\dT\S+Z\s+\d+ ms ago\s+alive\s+2/);
     assert.match(table, /silent-1 .* 2 min ago\s+dead \(rescue pending\)/);
     assert.match(table, /gone-1 .* stopped/);
     assert.match(table, /1 alive, 2 not alive/);
