@@ -12,7 +12,7 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { startEmbeddedPostgres } from "../src/db/embedded/index.ts";
 import { createLogger } from "../src/log.ts";
 import { observe } from "../src/orchestration/observe.ts";
 import { planService } from "../src/orchestration/plan.ts";

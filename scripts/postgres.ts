@@ -3,7 +3,7 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startEmbeddedPostgres } from "../src/db/embedded.ts";
+import { startEmbeddedPostgres } from "../src/db/embedded/index.ts";
 import { createLogger } from "../src/log.ts";
 import { freePort } from "./free-port.ts";
 

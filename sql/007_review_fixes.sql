@@ -17,64 +17,7 @@ language sql as $$
   returning r.id;
 $$;
 
-create or replace function scheduler.rescue_dead_nodes(p_rescuer text, p_dead_after interval)
-returns setof scheduler.rescues
-language plpgsql as $$
-declare
-  v_nodes text[];
-  v_pools text[];
-  v_rescued scheduler.rescues[];
-  v_released int;
-  v_rescue scheduler.rescues;
-begin
-  select array_agg(d.node_id), array_agg(d.worker_pool_id) filter (where d.worker_pool_id is not null)
-  into v_nodes, v_pools
-  from (
-    select n.node_id, n.worker_pool_id
-    from scheduler.nodes n
-    where n.stopped_at is null and n.dead_at is null and n.node_id <> p_rescuer
-      and greatest(n.last_heartbeat_at, pg_postmaster_start_time()) < now() - p_dead_after
-    order by n.node_id
-    for update skip locked
-  ) d;
-  if v_nodes is null then
-    return;
-  end if;
-
-  -- What each dead node holds, noted before it is released. Its sessions are ended first
-  -- (fencing): one may still hold its run's advisory lock or keep running the run's SQL, as
-  -- PostgreSQL notices a vanished client only when it next talks to it.
-  select array_agg(row(
-    nextval('scheduler.rescues_id_seq'), n.node_id, n.host, n.worker_pool_id, p_rescuer, now(), n.last_heartbeat_at,
-    coalesce((select array_agg(j.id order by j.id) from graphile_worker.jobs j where j.locked_by = n.worker_pool_id), '{}'),
-    coalesce((select array_agg(r.id order by r.id) from scheduler.job_runs r where r.node_id = n.node_id and r.status = 'running'), '{}'),
-    case when n.application_name is null then 0 else scheduler.end_sessions(n.application_name) end
-  )::scheduler.rescues order by n.node_id)
-  into v_rescued
-  from scheduler.nodes n
-  where n.node_id = any (v_nodes);
-
-  foreach v_rescue in array v_rescued loop
-    perform scheduler.abandon_runs(v_rescue.runs_abandoned, format(
-      'node %s stopped heartbeating at %s and was declared dead by %s; this run was abandoned and its job released to run again',
-      v_rescue.node_id, to_char(v_rescue.last_heartbeat_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), p_rescuer));
-  end loop;
-
-  if v_pools is not null then
-    perform graphile_worker.force_unlock_workers(v_pools);
-  end if;
-
-  update scheduler.nodes set dead_at = now(), dead_by = p_rescuer where node_id = any (v_nodes);
-  insert into scheduler.rescues select * from unnest(v_rescued);
-
-  -- Wake idle workers on every node now rather than at their next poll.
-  select coalesce(sum(cardinality(q.jobs_released)), 0) into v_released from unnest(v_rescued) q;
-  if v_released > 0 then
-    perform pg_notify('jobs:insert', json_build_object('count', v_released)::text);
-  end if;
-
-  return query select * from unnest(v_rescued);
-end $$;
+-- scheduler.rescue_dead_nodes uses it from sql/009.
 
 create or replace function scheduler.release_node(p_node_id text)
 returns table (jobs_released bigint[], runs_abandoned bigint[])

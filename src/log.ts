@@ -1,20 +1,29 @@
 import { Logger as GraphileLogger, type LogLevel } from "graphile-worker";
 import pino, { type Logger } from "pino";
+import pinoPretty from "pino-pretty";
 
 export type { Logger };
 
 /**
- * JSON logs for machines; readable lines when a person watches a terminal.
+ * Standard error, written synchronously. A terminal that closed (SIGHUP) or a reader that went
+ * away must not crash a node in the middle of its shutdown: the lines are lost, not the state.
+ */
+function stderrStream() {
+  const stream = pino.destination({ dest: 2, sync: true });
+  stream.on("error", () => {});
+  return stream;
+}
+
+/**
+ * JSON logs for machines; readable lines when a person watches a terminal (formatted in this
+ * thread: a worker-thread transport dies with the terminal and takes later log calls with it).
  * Logs go to stderr so that `--json` output on stdout stays parseable.
  */
 export function createLogger(level: string = "info", pretty = process.stderr.isTTY === true): Logger {
   if (pretty) {
-    return pino({
-      level,
-      transport: { target: "pino-pretty", options: { destination: 2, translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname" } },
-    });
+    return pino({ level }, pinoPretty({ destination: stderrStream(), translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname", sync: true }));
   }
-  return pino({ level }, pino.destination({ dest: 2, sync: true }));
+  return pino({ level }, stderrStream());
 }
 
 const levels: Record<LogLevel, "error" | "warn" | "info" | "debug"> = {

@@ -9,6 +9,7 @@ import { errorMessage, SchedulerError } from "../errors.ts";
 import { createLogger } from "../log.ts";
 import { usageError, type CliContext, type Command } from "./command.ts";
 import { banCommand, bansCommand, unbanCommand } from "./commands/bans.ts";
+import { dbCommand } from "./commands/db.ts";
 import { historyCommand } from "./commands/history.ts";
 import { pauseCommand, resumeCommand, runCommand } from "./commands/jobs.ts";
 import { migrateCommand } from "./commands/migrate.ts";
@@ -17,7 +18,7 @@ import { startCommand } from "./commands/start.ts";
 import { servicesCommand } from "./commands/services.ts";
 import { statusCommand } from "./commands/status.ts";
 
-export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, migrateCommand];
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, dbCommand, migrateCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

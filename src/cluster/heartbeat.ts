@@ -2,7 +2,7 @@ import pg from "pg";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { backoffMs, type DatabaseHealth } from "./health.ts";
-import { heartbeatNode, registerNode, type NodeRegistration } from "./nodes.ts";
+import { heartbeatNode, registerNode, takeLivenessLock, type NodeRegistration } from "./nodes.ts";
 
 // The heartbeat runs on a connection of its own, never the pool: jobs can hold every pooled
 // connection, and a server that refuses new connections must not silence a live node. It is
@@ -36,12 +36,25 @@ export function startHeartbeat(options: {
     old?.end().catch(() => {});
   };
 
+  /**
+   * The heartbeat's connection holds the node's liveness lock for as long as it lives: when
+   * the process dies, PostgreSQL ends the session and frees the lock, and rescuers know the
+   * node is gone (sql/009). A connection that breaks is replaced at once, lock and all, so a
+   * live node's lock is never free for longer than a reconnect.
+   */
   async function connect(): Promise<pg.Client> {
     const fresh = new pg.Client({ ...options.clientConfig, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
-    // Errors on an idle connection (terminated backend) surface at the next beat.
-    fresh.on("error", () => {});
+    const broken = (error?: unknown) => {
+      if (client !== fresh || stopped) return;
+      dropClient();
+      health.down(error ?? new Error("the heartbeat connection was closed"));
+      beatNow();
+    };
+    fresh.on("error", broken);
+    fresh.on("end", broken);
     try {
       await fresh.connect();
+      await takeLivenessLock(fresh, node.nodeId);
     } catch (error) {
       fresh.end().catch(() => {});
       throw error;
@@ -72,16 +85,23 @@ export function startHeartbeat(options: {
     }
   }
 
-  const schedule = () => {
+  const schedule = (delay = failures === 0 ? intervalMs : Math.min(intervalMs, backoffMs(failures - 1, intervalMs))) => {
     if (stopped || health.givenUp) return;
-    const delay = failures === 0 ? intervalMs : Math.min(intervalMs, backoffMs(failures - 1, intervalMs));
     timer = setTimeout(() => {
       timer = null;
-      inFlight = beat().finally(schedule);
+      inFlight = beat().finally(() => schedule());
     }, delay);
     timer.unref();
   };
-  schedule();
+  /** Beats as soon as the beat in flight (if any) is done, instead of at the next interval. */
+  function beatNow(): void {
+    if (stopped || !timer) return; // a beat is in flight: it reschedules itself
+    clearTimeout(timer);
+    timer = null;
+    schedule(0);
+  }
+  // The first beat at once: connect and take the liveness lock.
+  schedule(0);
 
   return {
     async stop() {

@@ -102,6 +102,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     nodeId: node.nodeId,
     intervalMs: options.rescueIntervalMs,
     deadAfterMs: options.deadAfterMs,
+    lockSilenceMs: options.heartbeatMs,
     retentionDays: options.retentionDays ?? 30,
     health,
     logger,

@@ -15,11 +15,13 @@ export interface NodeRegistration {
 }
 
 const REGISTER = `
-insert into scheduler.nodes (node_id, host, pid, version, application_name, tasks)
-values ($1, $2, $3, $4, $5, $6)
+insert into scheduler.nodes (node_id, host, pid, version, application_name, tasks, holds_liveness_lock)
+values ($1, $2, $3, $4, $5, $6, true)
 on conflict (node_id) do update
-  set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null,
+  set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null, holds_liveness_lock = true,
       application_name = excluded.application_name, tasks = coalesce(excluded.tasks, scheduler.nodes.tasks)`;
+
+const TAKE_LIVENESS_LOCK = "select pg_advisory_lock(scheduler.node_lock_key($1))";
 
 const PUBLISH_TASKS = "update scheduler.nodes set tasks = $2 where node_id = $1";
 
@@ -47,6 +49,11 @@ export function applicationNameFor(nodeId: string): string {
 
 export async function registerNode(db: Queryable, node: NodeRegistration): Promise<void> {
   await db.query(REGISTER, [node.nodeId, node.host, process.pid, node.version, node.applicationName, node.tasks ?? null]);
+}
+
+/** On the heartbeat's own connection: held until that session ends (see sql/009). */
+export async function takeLivenessLock(db: Queryable, nodeId: string): Promise<void> {
+  await db.query(TAKE_LIVENESS_LOCK, [nodeId]);
 }
 
 export async function publishNodeTasks(db: Queryable, nodeId: string, tasks: string[]): Promise<void> {

@@ -19,13 +19,17 @@ export interface Rescue {
   sessions_ended: number;
 }
 
-const RESCUE = "select * from scheduler.rescue_dead_nodes($1, make_interval(secs => $2::float8 / 1000))";
+const RESCUE = "select * from scheduler.rescue_dead_nodes($1, make_interval(secs => $2::float8 / 1000), make_interval(secs => $3::float8 / 1000))";
 const PRUNE = "select scheduler.prune_nodes(make_interval(days => $1), $2) as removed";
 const CLOSE_LOST_RUNS = "select scheduler.close_lost_runs($1, $2::bigint[]) as id";
 
-/** One rescue pass: declares dead the nodes silent for longer than `deadAfterMs`, frees what they held. */
-export async function rescueDeadNodes(db: Queryable, rescuerId: string, deadAfterMs: number): Promise<Rescue[]> {
-  const { rows } = await db.query<Rescue>(RESCUE, [rescuerId, deadAfterMs]);
+/**
+ * One rescue pass: declares dead the nodes silent for longer than `deadAfterMs`, and those
+ * silent for longer than `lockSilenceMs` whose process is gone (no session left, liveness lock
+ * free); frees what they held.
+ */
+export async function rescueDeadNodes(db: Queryable, rescuerId: string, deadAfterMs: number, lockSilenceMs: number): Promise<Rescue[]> {
+  const { rows } = await db.query<Rescue>(RESCUE, [rescuerId, deadAfterMs, lockSilenceMs]);
   return rows;
 }
 
@@ -60,6 +64,8 @@ export function startRescueLoop(options: {
   nodeId: string;
   intervalMs: number;
   deadAfterMs: number;
+  /** A node whose process is gone is declared dead once silent this long (one heartbeat). */
+  lockSilenceMs: number;
   retentionDays: number;
   health: DatabaseHealth;
   logger: Logger;
@@ -81,7 +87,7 @@ export function startRescueLoop(options: {
       for (const id of ended) options.endedRuns.delete(id);
       if (lost.length > 0) logger.warn({ runs: lost }, "closed history rows whose outcome could not be recorded (connection lost) as abandoned");
       if (health.connectedForMs() < deadAfterMs) return;
-      const rescues = await rescueDeadNodes(db, nodeId, deadAfterMs);
+      const rescues = await rescueDeadNodes(db, nodeId, deadAfterMs, options.lockSilenceMs);
       for (const rescue of rescues) {
         logger.warn(
           {

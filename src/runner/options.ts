@@ -73,7 +73,12 @@ export interface SchedulerHandle {
   /** Re-reads the crontab file now (it is also polled). */
   reloadCrontab(): Promise<CrontabEntry[] | null>;
   schedules(): CrontabEntry[];
-  stop(): Promise<void>;
+  /**
+   * Stops the node: no new jobs, running jobs get the grace period, then are cancelled and
+   * retried. `{ hurry: true }` (also on a stop already under way: a second signal) cuts the
+   * grace to zero; cancelling, recording, unlocking and releasing still happen.
+   */
+  stop(options?: { hurry?: boolean }): Promise<void>;
   /** Settles when the scheduler has stopped. */
   done: Promise<void>;
 }

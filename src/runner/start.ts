@@ -155,12 +155,14 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
 
   let stopping: Promise<void> | null = null;
+  const hurry = new AbortController();
   const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
-  const stop = () => {
+  const stop = (stopOptions: { hurry?: boolean } = {}) => {
+    if (stopOptions.hurry) hurry.abort();
     stopping ??= (async () => {
       watcher?.stop();
       for (const timer of timers) clearInterval(timer);
-      await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, db: pool, nodeId, logger: log });
+      await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, hurry: hurry.signal, db: pool, nodeId, logger: log });
       await reconciler?.stop().catch((error: unknown) => log.error({ err: error }, "stopping the service reconciler failed"));
       await cluster.stop();
       if (ownsPool) await pool.end();

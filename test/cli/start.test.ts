@@ -4,7 +4,7 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { runningServer } from "../../src/db/embedded.ts";
+import { runningServer } from "../../src/db/embedded/index.ts";
 import { projectRoot } from "../../src/db/sql-file.ts";
 import { runCliProcess } from "../helpers/cli.ts";
 import { freePort } from "../../scripts/free-port.ts";

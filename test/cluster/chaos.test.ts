@@ -8,7 +8,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it, type TestContext } from "node:test";
 import pg from "pg";
-import { startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/db/embedded.ts";
+import { startEmbeddedPostgres, type EmbeddedPostgres } from "../../src/db/embedded/index.ts";
 import { testLogger } from "../helpers/db.ts";
 import { eventually, sleep } from "../helpers/wait.ts";
 import { feedJobs, freePort, NodeProcess, overlaps, queueState, runs, tally, tickTally } from "./harness.ts";

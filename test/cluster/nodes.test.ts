@@ -72,7 +72,7 @@ describe("cluster registry and rescue (SQL)", () => {
     const liveRun = await runningRun("live", liveJob);
     const deadRun = await runningRun("dead", deadJob);
 
-    const rescues = await rescueDeadNodes(db.pool, "live", 5000);
+    const rescues = await rescueDeadNodes(db.pool, "live", 5000, 5000);
     assert.deepEqual(rescues.map((r) => [r.node_id, r.rescued_by, r.jobs_released, r.runs_abandoned]), [["dead", "live", [deadJob], [deadRun]]]);
     assert.equal(await jobLock(deadJob), null);
     assert.equal(await jobLock(liveJob), "pool-live", "a live node keeps its job");
@@ -90,7 +90,30 @@ describe("cluster registry and rescue (SQL)", () => {
     const nodes = await q("select node_id, dead_at is not null as dead, dead_by from scheduler.nodes order by node_id");
     assert.deepEqual(nodes.rows.map((r) => [r.node_id, r.dead, r.dead_by]), [["dead", true, "live"], ["late", false, null], ["live", false, null], ["stopped", false, null]]);
     assert.equal((await q("select count(*)::int as n from scheduler.rescues")).rows[0].n, 1);
-    assert.deepEqual(await rescueDeadNodes(db.pool, "live", 5000), [], "a node is rescued once");
+    assert.deepEqual(await rescueDeadNodes(db.pool, "live", 5000, 5000), [], "a node is rescued once");
+  });
+
+  it("declares a node dead after one missed heartbeat once its process is gone (liveness lock free, no session left)", async () => {
+    const lockHolder = new pg.Client({ connectionString: db.connectionString, application_name: "not the node's" });
+    const sessionOnly = new pg.Client({ connectionString: db.connectionString, application_name: "sps-node test session" });
+    await lockHolder.connect();
+    await sessionOnly.connect();
+    try {
+      for (const id of ["gone", "held", "session", "recent", "old-version"]) await node(id, { pool: `pool-${id}`, silentMs: id === "recent" ? 1000 : 6000 });
+      await q("update scheduler.nodes set holds_liveness_lock = (node_id <> 'old-version')");
+      // A live node's heartbeat connection holds its lock; another's sessions are still there.
+      await lockHolder.query("select pg_advisory_lock(scheduler.node_lock_key('held'))");
+      const goneJob = await lockedJob("pool-gone", "q-gone");
+      const rescues = await rescueDeadNodes(db.pool, "rescuer", 30_000, 5000);
+      assert.deepEqual(rescues.map((rescue) => [rescue.node_id, rescue.jobs_released]), [["gone", [goneJob]]], "only the node whose process is gone, past one heartbeat");
+      assert.equal(await jobLock(goneJob), null);
+      // The check took the lock for a moment only.
+      const free = await lockHolder.query("select pg_try_advisory_lock(scheduler.node_lock_key('gone')) as got");
+      assert.equal(free.rows[0].got, true);
+    } finally {
+      await lockHolder.end();
+      await sessionOnly.end();
+    }
   });
 
   it("never lets a node rescue itself, and rescues a dead node once when several rescuers race", async () => {
@@ -122,7 +145,7 @@ describe("cluster registry and rescue (SQL)", () => {
     orphan.on("error", () => {});
     await orphan.connect();
     await orphan.query("select pg_advisory_lock(hashtextextended('systemprompt-scheduler:job:slow', 0))");
-    const [rescue] = await rescueDeadNodes(db.pool, "rescuer", 5000);
+    const [rescue] = await rescueDeadNodes(db.pool, "rescuer", 5000, 5000);
     assert.equal(rescue?.sessions_ended, 1);
     await assert.rejects(() => orphan.query("select 1"));
     const key = "hashtextextended('systemprompt-scheduler:job:slow', 0)";
@@ -132,7 +155,7 @@ describe("cluster registry and rescue (SQL)", () => {
 
   it("tells a node declared dead that it was, on its next heartbeat, and lets it rejoin", async () => {
     await node("back", { silentMs: 10_000 });
-    await rescueDeadNodes(db.pool, "rescuer", 5000);
+    await rescueDeadNodes(db.pool, "rescuer", 5000, 5000);
     const verdict = await heartbeatNode(db.pool, "back");
     assert.ok(verdict !== "unknown" && verdict.deadAt instanceof Date && verdict.deadBy === "rescuer");
     assert.deepEqual(await heartbeatNode(db.pool, "back"), { deadAt: null, deadBy: null });
@@ -150,7 +173,7 @@ describe("cluster registry and rescue (SQL)", () => {
     assert.equal(await jobLock(job), null);
     assert.equal((await runStatus(run)).status, "abandoned");
     assert.equal((await q("select stopped_at is not null as stopped from scheduler.nodes")).rows[0].stopped, true);
-    assert.deepEqual(await rescueDeadNodes(db.pool, "other", 1), [], "a stopped node is never rescued");
+    assert.deepEqual(await rescueDeadNodes(db.pool, "other", 1, 1), [], "a stopped node is never rescued");
   });
 
   it("closes runs whose end was announced but whose outcome was never written, and nothing else", async () => {

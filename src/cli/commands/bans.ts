@@ -86,6 +86,7 @@ export const banCommand: Command = {
   summary: "ban an IP address (--duration D or --permanent)",
   usage: "systemprompt-scheduler ban IP [--reason R] [--duration D | --permanent] [--json]   (D: 30m, 12h, 7d, 2w, 1d12h; default 7d)",
   options: { reason: { type: "string" }, duration: { type: "string" }, permanent: { type: "boolean" }, json: { type: "boolean" } },
+  maxPositionals: 1,
   async run(ctx, args) {
     const ip = requireIp(args.positionals, banCommand.usage);
     const permanent = args.values.permanent === true;
@@ -116,6 +117,7 @@ export const unbanCommand: Command = {
   summary: "lift the ban of an IP address (--forget also clears its offence history)",
   usage: "systemprompt-scheduler unban IP [--forget] [--json]",
   options: { forget: { type: "boolean" }, json: { type: "boolean" } },
+  maxPositionals: 1,
   async run(ctx, args) {
     const ip = requireIp(args.positionals, unbanCommand.usage);
     const forget = args.values.forget === true;

@@ -102,6 +102,8 @@ const add: Command = {
     command: { type: "string" }, port: { type: "string" }, module: { type: "string" }, host: { type: "string" },
     cwd: { type: "string" }, env: { type: "string", multiple: true }, disabled: { type: "boolean" }, replace: { type: "boolean" },
   },
+  // NAME, then the program's arguments given after --.
+  maxPositionals: Infinity,
   async run(ctx, args) {
     const [name, ...commandArgs] = args.positionals;
     if (!name) throw usageError("services add needs a service name", add.usage);
@@ -139,6 +141,7 @@ function desiredCommand(name: "enable" | "disable"): Command {
     name,
     summary: name === "enable" ? "keep a service running" : "stop a service; its row is removed once its process is gone",
     usage: `systemprompt-scheduler services ${name} NAME`,
+    maxPositionals: 1,
     async run(ctx, args) {
       const service = requireName(args, name);
       const row = await setDesired(await ctx.pool(), service, desired);
@@ -162,6 +165,7 @@ Disables the service, then sends SIGTERM to its process group, waits the grace p
 (default 10 s) and sends SIGKILL. --force sends SIGKILL at once. Only processes this
 scheduler can prove it started are signalled. Run it on the service's host.`,
   options: { force: { type: "boolean" }, grace: { type: "string" }, json: { type: "boolean" } },
+  maxPositionals: 1,
   async run(ctx, args) {
     const name = requireName(args, "stop");
     const pool = await ctx.pool();

@@ -1,47 +1,45 @@
-import { resolveDatabase } from "../../db/connect.ts";
+import { resolveDatabase, type DatabaseTarget } from "../../db/connect.ts";
 import { maskPassword } from "../../db/pool.ts";
 import { prepareScheduler } from "../../runner/prepare.ts";
-import { launchScheduler } from "../../runner/start.ts";
+import { launchScheduler, type SchedulerHandle } from "../../runner/start.ts";
 import type { Command } from "../command.ts";
+import { listenForShutdown } from "../shutdown.ts";
 
 export const startCommand: Command = {
   name: "start",
-  summary: "run a scheduler node (migrations, worker, crontab, node loops) until SIGTERM/SIGINT",
+  summary: "run a scheduler node (migrations, worker, crontab, node loops) until SIGTERM/SIGINT/SIGHUP",
   usage: `systemprompt-scheduler start
 
 Checks the configuration, the task files and the whole crontab first (exit 2 on any problem,
-before any database is touched), then runs this node until it receives SIGTERM or SIGINT,
-lets running jobs finish (at most SCHEDULER_SHUTDOWN_GRACE_MS) and stops. A second signal
-stops at once. Without DATABASE_URL an embedded PostgreSQL in SCHEDULER_DATA_DIR is started
-(and stopped last); its connection string is logged once it is up.`,
+before any database is touched), then runs this node until it receives SIGTERM, SIGINT or
+SIGHUP, or its parent process exits. It then takes no new jobs, lets running ones finish (at
+most SCHEDULER_SHUTDOWN_GRACE_MS; then their SQL is cancelled and they are retried), closes
+their history rows, marks the node stopped and stops the embedded database last. A second
+signal cuts the grace period to zero and does all of that at once (exit 128 + its number).
+Without DATABASE_URL an embedded PostgreSQL in SCHEDULER_DATA_DIR is started (or a leftover
+one adopted), and stops with the node even if the node is killed.`,
   async run(ctx) {
-    const prepared = await prepareScheduler({ logger: ctx.logger });
-    const database = await resolveDatabase(ctx.config, ctx.logger);
-    // The embedded server's password is a fixed local one (loopback only): shown, so a person can connect.
-    ctx.logger.info({ url: database.embedded ? database.connectionString : maskPassword(database.connectionString) }, database.embedded ? "embedded PostgreSQL is up" : "connecting to PostgreSQL");
-    let scheduler;
-    try {
-      scheduler = await launchScheduler({ ...prepared, options: { ...prepared.options, connectionString: database.connectionString } });
-    } catch (error) {
-      await database.release();
-      throw error;
-    }
-    let signals = 0;
-    const onSignal = (signal: NodeJS.Signals) => {
-      signals += 1;
-      if (signals > 1) {
-        ctx.logger.warn({ signal }, "second signal: exiting now");
-        process.exit(130);
-      }
-      ctx.logger.info({ signal }, "shutdown requested");
-      void scheduler.stop();
-    };
-    process.on("SIGTERM", onSignal);
-    process.on("SIGINT", onSignal);
+    // Listening from the first moment: a signal during start-up unwinds what has started.
+    const shutdown = listenForShutdown(ctx.logger);
+    let database: DatabaseTarget | undefined;
+    let scheduler: SchedulerHandle | undefined;
     let exitCode = 0;
-    await Promise.race([scheduler.done.catch(() => (exitCode = 1)), new Promise<void>((resolve) => scheduler.events.once("stopped", resolve))]);
-    await scheduler.stop();
-    await database.release();
-    return exitCode;
+    try {
+      const prepared = await prepareScheduler({ logger: ctx.logger });
+      if (shutdown.isRequested()) return shutdown.exitCode();
+      database = await resolveDatabase(ctx.config, ctx.logger, { role: "node" });
+      // The embedded server's password is a fixed local one (loopback only): shown, so a person can connect.
+      ctx.logger.info({ url: database.embedded ? database.connectionString : maskPassword(database.connectionString) }, database.embedded ? "embedded PostgreSQL is up" : "connecting to PostgreSQL");
+      if (shutdown.isRequested()) return shutdown.exitCode();
+      scheduler = await launchScheduler({ ...prepared, options: { ...prepared.options, connectionString: database.connectionString } });
+      const running = scheduler;
+      shutdown.onHurry(() => void running.stop({ hurry: true }));
+      await Promise.race([running.done.catch(() => (exitCode = 1)), new Promise<void>((resolve) => running.events.once("stopped", resolve)), shutdown.requested]);
+      await running.stop();
+      return exitCode || shutdown.exitCode();
+    } finally {
+      await database?.release();
+      shutdown.dispose();
+    }
   },
 };
