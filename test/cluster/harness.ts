@@ -39,9 +39,10 @@ export class NodeProcess {
   stderrTail = "";
   readonly name: string;
 
-  constructor(name: string, env: Record<string, string>) {
+  /** `command`: how the node is started (default `node src/cli/main.ts start`; e.g. ["npm", "start"]). */
+  constructor(name: string, env: Record<string, string>, command: string[] = [process.execPath, path.join(projectRoot, "src/cli/main.ts"), "start"]) {
     this.name = name;
-    this.child = spawn(process.execPath, [path.join(projectRoot, "src/cli/main.ts"), "start"], {
+    this.child = spawn(command[0]!, command.slice(1), {
       cwd: projectRoot,
       env: {
         ...process.env,

@@ -142,10 +142,14 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
   }
   const other = claimOwnership(dataDir, role, { takeOver: role === "node" && liveOwner(dataDir)?.role === "cli" });
   if (other) {
-    if (existing) return borrowed(existing.port);
-    // Its owner is starting it right now: a CLI command waits for it.
-    const started = role === "cli" ? await serverStartedBy(other, dataDir) : null;
+    // A CLI command borrows the server (waiting for it while its owner starts it).
+    const started = role === "cli" ? (existing ?? (await serverStartedBy(other, dataDir))) : null;
     if (started) return borrowed(started.port);
+    if (role === "cli") {
+      throw new SchedulerError("embedded_busy", `the embedded PostgreSQL in ${dataDir} belongs to process ${other.pid} (a ${other.role}), which is starting or stopping it`, {
+        hint: "try again in a moment",
+      });
+    }
     throw new SchedulerError("embedded_in_use", `the embedded PostgreSQL in ${dataDir} is owned by another node (pid ${other.pid}, since ${other.since})`, {
       hint: "run one node per embedded data folder: stop that node, or give this one its own SCHEDULER_DATA_DIR; several nodes share a database through DATABASE_URL",
       exitCode: 2,
