@@ -14,13 +14,18 @@ language sql immutable parallel safe as $$
   select hashtextextended('systemprompt-scheduler:node:' || p_node_id, 0);
 $$;
 
--- True when the node's process is gone: none of its sessions is left and its liveness lock
--- is free. (Taken for a moment to check, then released.)
+-- True when the node's process is gone: its liveness lock is free and none of its sessions is
+-- waiting for it. (A dead process's idle sessions end at once, as the server reads the closed
+-- connection; one still running a query lingers until the query ends, so only idle ones count.
+-- A state this role may not see counts as waiting.) The lock is taken for a moment, then
+-- released.
 create function scheduler.node_process_gone(p_node_id text, p_application_name text) returns boolean
 language plpgsql as $$
 begin
   if p_application_name is not null
-     and exists (select 1 from pg_stat_activity where application_name = p_application_name and pid <> pg_backend_pid()) then
+     and exists (select 1 from pg_stat_activity
+                 where application_name = p_application_name and pid <> pg_backend_pid()
+                   and state is distinct from 'active') then
     return false;
   end if;
   if pg_try_advisory_lock(scheduler.node_lock_key(p_node_id)) then

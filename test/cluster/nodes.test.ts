@@ -99,13 +99,22 @@ describe("cluster registry and rescue (SQL)", () => {
     await lockHolder.connect();
     await sessionOnly.connect();
     try {
-      for (const id of ["gone", "held", "session", "recent", "old-version"]) await node(id, { pool: `pool-${id}`, silentMs: id === "recent" ? 1000 : 6000 });
+      for (const id of ["gone", "held", "session", "recent", "old-version", "orphan"]) await node(id, { pool: `pool-${id}`, silentMs: id === "recent" ? 1000 : 6000 });
       await q("update scheduler.nodes set holds_liveness_lock = (node_id <> 'old-version')");
-      // A live node's heartbeat connection holds its lock; another's sessions are still there.
+      // A live node's heartbeat connection holds its lock; another's idle sessions are still there.
       await lockHolder.query("select pg_advisory_lock(scheduler.node_lock_key('held'))");
+      // A dead node's session still running its job's query lingers until the query ends.
+      const orphan = new pg.Client({ connectionString: db.connectionString, application_name: "sps-node test orphan" });
+      await orphan.connect();
+      orphan.on("error", () => {});
+      const orphanQuery = orphan.query("select pg_sleep(30)").catch(() => "ended");
+      await eventually(async () => (await q("select 1 from pg_stat_activity where application_name = 'sps-node test orphan' and state = 'active'")).rows.length === 1);
       const goneJob = await lockedJob("pool-gone", "q-gone");
       const rescues = await rescueDeadNodes(db.pool, "rescuer", 30_000, 5000);
-      assert.deepEqual(rescues.map((rescue) => [rescue.node_id, rescue.jobs_released]), [["gone", [goneJob]]], "only the node whose process is gone, past one heartbeat");
+      assert.deepEqual(rescues.map((rescue) => [rescue.node_id, rescue.jobs_released]), [["gone", [goneJob]], ["orphan", []]], "only the nodes whose process is gone, past one heartbeat");
+      assert.equal(rescues[1]!.sessions_ended, 1, "the orphaned query was ended");
+      assert.equal(await orphanQuery, "ended");
+      await orphan.end().catch(() => {});
       assert.equal(await jobLock(goneJob), null);
       // The check took the lock for a moment only.
       const free = await lockHolder.query("select pg_try_advisory_lock(scheduler.node_lock_key('gone')) as got");
