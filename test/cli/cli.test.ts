@@ -91,6 +91,19 @@ describe("CLI", () => {
     assert.match(table.stdout, /cleanup_inactive_sessions\s+\*\/10 \* \* \* \*\s+yes/);
   });
 
+  it("commands that take arguments accept them through the real CLI, and refuse extra ones", async () => {
+    const added = await cli(["services", "add", "web", "--command", "sleep 100", "--port", "18081", "--host", "elsewhere", "--disabled", "--", "--extra-arg"]);
+    assert.equal(added.code, 0, added.stderr);
+    assert.equal((await cli(["services", "enable", "web"])).code, 0);
+    const extra = await cli(["services", "disable", "web", "also"]);
+    assert.equal(extra.code, 2);
+    assert.match(extra.stderr, /unexpected argument\(s\) 'also'/);
+    assert.equal((await cli(["services", "disable", "web"])).code, 0);
+    const banned = await cli(["ban", "203.0.113.9", "--duration", "1h"]);
+    assert.equal(banned.code, 0, banned.stderr);
+    assert.equal((await cli(["unban", "203.0.113.9"])).code, 0);
+  });
+
   it("history lists runs, filtered by job, as a table and as JSON", async () => {
     const json = JSON.parse((await cli(["history", "cleanup_inactive_sessions", "--limit", "5", "--json"])).stdout);
     assert.ok(json.length >= 1);
