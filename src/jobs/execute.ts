@@ -2,7 +2,8 @@ import type { JobHelpers } from "graphile-worker";
 import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal } from "../graphile/internals.ts";
-import { claimRun, recordOutcome, recordSuccessAndUnlock, releaseRunLock, showRunningAfterAWhile, type Claim, type RunStart } from "../history/runs.ts";
+import { claimRun, recordOutcome, recordSuccessAndUnlock, releaseRunLock, type Claim, type RunStart } from "../history/runs.ts";
+import { beginClaimedRun } from "./claimed.ts";
 import type { DefinedJob } from "./define.ts";
 import { describePayloadErrors, splitPayload } from "./payload.ts";
 import type { JobRuntime } from "./runtime.ts";
@@ -45,15 +46,11 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
 
   await helpers.withPgClient(async (client) => {
     const claim = await claimOrDefer(client, lockKey, { ...runStart, dryRun: !payload.enforce, payload }, helpers.job.id, jobName);
-    if (claim.pausedAs !== null) {
-      if (claim.locked) await releaseRunLock(client, lockKey);
-      logger.info({ pausedAs: claim.pausedAs }, "job is paused; run skipped");
-      runtime.events.emit("job:skipped", { ...base, reason: "paused" });
-      return;
-    }
-    const run = claim.run!;
+    if (claim.pausedAs !== null && claim.locked) await releaseRunLock(client, lockKey);
+    const begun = beginClaimedRun(claim, helpers, logger, runtime, base);
+    if (!begun) return;
+    const { run, stopShowingRunning } = begun;
     const runId = run.id!;
-    const stopShowingRunning = showRunningAfterAWhile(helpers, run, (error) => logger.warn({ error: errorMessage(error) }, "could not show the run as running"));
     const controller = new AbortController();
     const cancel = (reason: SchedulerError) => {
       if (controller.signal.aborted) return;
@@ -76,7 +73,6 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       },
     };
     const started = Date.now();
-    runtime.events.emit("job:start", { ...base, runId });
     try {
       const result = await job.run({
         payload,

@@ -1,6 +1,7 @@
 import type { JobHelpers, Task } from "graphile-worker";
 import { errorMessage } from "../errors.ts";
-import { claimRun, recordOutcome, showRunningAfterAWhile } from "../history/runs.ts";
+import { claimRun, recordOutcome } from "../history/runs.ts";
+import { beginClaimedRun } from "./claimed.ts";
 import { splitPayload } from "./payload.ts";
 import type { JobRuntime } from "./runtime.ts";
 
@@ -16,16 +17,11 @@ export function wrapPlainTask(name: string, task: Task, runtime: JobRuntime): Ta
     const base = { jobName, task: name, jobId: helpers.job.id, nodeId: runtime.nodeId };
     const logger = runtime.logger.child({ job: jobName, task: name, jobId: helpers.job.id, attempt: helpers.job.attempts });
     const claim = await claimRun(helpers, null, { ...base, attempt: helpers.job.attempts, scheduledFor, dryRun: false, payload: rawPayload });
-    if (claim.pausedAs !== null) {
-      logger.info({ pausedAs: claim.pausedAs }, "job is paused; run skipped");
-      runtime.events.emit("job:skipped", { ...base, reason: "paused" });
-      return;
-    }
-    const run = claim.run!;
+    const begun = beginClaimedRun(claim, helpers, logger, runtime, base);
+    if (!begun) return;
+    const { run, stopShowingRunning } = begun;
     const runId = run.id!;
-    const stopShowingRunning = showRunningAfterAWhile(helpers, run, (error) => logger.warn({ error: errorMessage(error) }, "could not show the run as running"));
     const started = Date.now();
-    runtime.events.emit("job:start", { ...base, runId });
     try {
       const value = await task(rawPayload, helpers);
       stopShowingRunning();
