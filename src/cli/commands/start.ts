@@ -28,8 +28,11 @@ one adopted), and stops with the node even if the node is killed.`,
       const prepared = await prepareScheduler({ logger: ctx.logger });
       if (shutdown.isRequested()) return shutdown.exitCode();
       database = await resolveDatabase(ctx.config, ctx.logger, { role: "node" });
-      // The embedded server's password is a fixed local one (loopback only): shown, so a person can connect.
-      ctx.logger.info({ url: database.embedded ? database.connectionString : maskPassword(database.connectionString) }, database.embedded ? "embedded PostgreSQL is up" : "connecting to PostgreSQL");
+      // Passwords stay out of logs; `db url` prints the URL with it.
+      ctx.logger.info(
+        { url: maskPassword(database.connectionString), ...(database.embedded ? { withPassword: "systemprompt-scheduler db url" } : {}) },
+        database.embedded ? "embedded PostgreSQL is up" : "connecting to PostgreSQL",
+      );
       if (shutdown.isRequested()) return shutdown.exitCode();
       scheduler = await launchScheduler({ ...prepared, options: { ...prepared.options, connectionString: database.connectionString } });
       const running = scheduler;
