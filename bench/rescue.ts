@@ -1,9 +1,12 @@
 // bench:rescue — time from SIGKILL of the node running a job to that job's restart on another
 // node, with the default cluster settings (heartbeat 5 s, dead after 30 s, rescue every 5 s),
 // over several trials run side by side (each its own database and two real nodes, killed at a
-// random point of the heartbeat cycle). Baseline in the same run: graphile-worker alone, two
-// bare runners, the holder SIGKILLed the same way; its job stays locked until graphile-worker's
-// stale-lock sweep, whose age limit is read from the installed graphile-worker (4 hours).
+// random point of the heartbeat cycle). Reported: median, min and max over the trials.
+// In the same run, graphile-worker alone: two bare runners, the holder SIGKILLed the same way,
+// then watched for at least as long as our slowest trial took (45 s at least); reported: how
+// long it was watched and whether the job was still locked by the dead runner at the end. Its
+// own stale-lock sweep frees a job 4 hours after it was locked (read from the installed
+// graphile-worker), by design; that is stated, not measured, and no ratio is drawn from it.
 //
 //   node scripts/with-postgres.ts bench/rescue.ts      (BENCH_TRIALS=5 by default)
 import { spawn } from "node:child_process";
@@ -120,10 +123,14 @@ async function main(): Promise<void> {
   const staleLockMs = graphileStaleLockMs();
   console.log(`bench:rescue — ${TRIALS} trials side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
   const results: Trial[] = [];
+  let pending = TRIALS;
   // allSettled: a failing trial must not leave the other trials' nodes running.
-  const trials = Promise.allSettled(Array.from({ length: TRIALS }, (_, i) => trial(i + 1).then((result) => void (results[i] = result))));
-  // The baseline is watched at least as long as the slowest of our trials took.
-  const bare = baseline(() => Math.max(45_000, ...results.filter(Boolean).map((result) => result.restartMs + 5000)));
+  const trials = Promise.allSettled(
+    Array.from({ length: TRIALS }, (_, i) => trial(i + 1).then((result) => void (results[i] = result)).finally(() => void (pending -= 1))),
+  );
+  // The baseline is watched until every trial has ended, and at least 5 s longer than the
+  // slowest of our restarts took (45 s at least).
+  const bare = baseline(() => (pending > 0 ? Infinity : Math.max(45_000, ...results.filter(Boolean).map((result) => result.restartMs + 5000))));
   const [settled, bareSettled] = await Promise.all([trials, bare.then((value) => ({ value }), (error: unknown) => ({ error }))]);
   const failures = [...settled.filter((outcome) => outcome.status === "rejected").map((outcome) => outcome.reason), ...("error" in bareSettled ? [bareSettled.error] : [])];
   if (failures.length > 0 || !("value" in bareSettled)) {
@@ -137,12 +144,17 @@ async function main(): Promise<void> {
   const median = times.length % 2 ? times[(times.length - 1) / 2]! : (times[times.length / 2 - 1]! + times[times.length / 2]!) / 2;
   const s = (ms: number) => `${(ms / 1000).toFixed(1)} s`;
   for (const [i, result] of results.entries()) console.log(`  trial ${i + 1}: restarted ${s(result.restartMs)} after SIGKILL (its last heartbeat was ${s(result.sinceLastBeatMs)} before the kill)`);
-  console.log(`SIGKILL -> restart on another node: median ${s(median)}, min ${s(times[0]!)}, max ${s(times.at(-1)!)}  (target: under 60 s)`);
+  console.log(`ours: SIGKILL -> restart on another node, ${TRIALS} trials: median ${s(median)}, min ${s(times[0]!)}, max ${s(times.at(-1)!)}  (target: under 60 s)`);
   console.log(
-    `graphile-worker alone: after ${s(observed.observedMs)} the job was ${observed.stillLocked ? "still locked by the dead runner" : "no longer locked"}${observed.rerun ? " and had run again" : ", not run again"}; ` +
-      `its stale-lock sweep frees it ${staleLockMs / 3_600_000} h after it was locked`,
+    `graphile-worker alone: watched for ${s(observed.observedMs)} after the SIGKILL; the job was ${observed.stillLocked ? "still locked by the dead runner" : "NO LONGER locked by the dead runner"}` +
+      `${observed.rerun ? " and had run again" : " and had not run again"} at the end. ` +
+      `(Its stale-lock sweep frees a job ${staleLockMs / 3_600_000} h after it was locked, by design: stated from its source, not measured.)`,
   );
-  console.log(`ratio: ${(staleLockMs / median).toFixed(0)}x sooner than graphile-worker alone (${staleLockMs / 3_600_000} h / ${s(median)})`);
+  console.log(
+    `\nsummary: SIGKILL of the node running a job (heartbeat 5 s, dead after 30 s, rescue every 5 s): ours restarted it on the other node in ` +
+      `median ${s(median)} (min ${s(times[0]!)}, max ${s(times.at(-1)!)}, ${TRIALS} trials); graphile-worker alone had ` +
+      `${observed.stillLocked ? "not released" : "released"} it after ${s(observed.observedMs)} watched.`,
+  );
   if (!observed.stillLocked || median >= 60_000) process.exitCode = 1;
 }
 

@@ -70,7 +70,7 @@ describe("database_cleanup: logs by age", () => {
     await q("insert into oauth_auth_codes (code, expires_at) values ('at', $1), ('before', $2)", [edge, before]);
     await q("insert into oauth_refresh_tokens (token_id, expires_at) values ('at', $1), ('before', $2)", [edge, before]);
     assert.equal(await countOldLogs(db.pool, edge), 1);
-    assert.equal(await deleteOldLogs(db.pool, edge, 10), 1);
+    assert.equal((await deleteOldLogs(db.pool, edge, 10)).deleted, 1);
     assert.equal(await cleanAuthCodes(db.pool, edge, { enforce: true, batchSize: 10 }), 1);
     assert.equal(await cleanRefreshTokens(db.pool, edge, { enforce: true, batchSize: 10 }), 1);
     assert.deepEqual(await ids("logs", "id"), ["after", "at"]);
@@ -79,18 +79,99 @@ describe("database_cleanup: logs by age", () => {
   });
 
   it("never deletes more than batchSize logs per statement, also when many share one timestamp", async () => {
-    for (const batchSize of [1, 3, 4]) {
-      await reset();
-      await q(`insert into logs (id, "timestamp") select 'early-' || g, now() - interval '40 days' - g * interval '1 minute' from generate_series(1, 5) g`);
-      await q(`insert into logs (id, "timestamp") select 'tie-' || g, date_trunc('second', now()) - interval '35 days' from generate_series(1, 10) g`);
-      await q(`insert into logs (id, "timestamp") select 'late-' || g, now() - interval '31 days' - g * interval '1 second' from generate_series(1, 4) g`);
-      await log("young", "1 day");
-      const client = recording(db.pool);
-      const { rows } = await q("select (now() - interval '30 days')::text as cutoff");
-      assert.equal(await deleteOldLogs(client, rows[0].cutoff, batchSize), 19);
-      assert.ok(Math.max(...client.deletes) <= batchSize, `a batch of ${Math.max(...client.deletes)} exceeds ${batchSize}`);
-      assert.deepEqual(await ids("logs", "id"), ["young"]);
+    for (const order of ["timestamp", "pages", "auto"] as const) {
+      for (const batchSize of [1, 3, 4]) {
+        await reset();
+        await q(`insert into logs (id, "timestamp") select 'early-' || g, now() - interval '40 days' - g * interval '1 minute' from generate_series(1, 5) g`);
+        await q(`insert into logs (id, "timestamp") select 'tie-' || g, date_trunc('second', now()) - interval '35 days' from generate_series(1, 10) g`);
+        await q(`insert into logs (id, "timestamp") select 'late-' || g, now() - interval '31 days' - g * interval '1 second' from generate_series(1, 4) g`);
+        await log("young", "1 day");
+        const client = recording(db.pool);
+        const { rows } = await q("select (now() - interval '30 days')::text as cutoff");
+        const result = await deleteOldLogs(client, rows[0].cutoff, batchSize, { order });
+        assert.equal(result.deleted, 19);
+        if (order !== "auto") assert.equal(result.order, order);
+        assert.ok(Math.max(...client.deletes) <= batchSize, `${order}: a batch of ${Math.max(...client.deletes)} exceeds ${batchSize}`);
+        assert.deepEqual(await ids("logs", "id"), ["young"]);
+      }
     }
+  });
+
+  /** `old` logs older than 30 days and `young` ones, written in random order: old ones on every page. */
+  async function spreadLogs(old: number, young: number): Promise<void> {
+    await q(`insert into logs (id, "timestamp", message)
+      select id, ts, repeat('x', 60) from (
+        select 'old-' || g as id, now() - interval '31 days' - g * interval '1 second' as ts from generate_series(1, $1::int) g
+        union all
+        select 'young-' || g, now() - interval '29 days' + g * interval '1 second' from generate_series(1, $2::int) g
+      ) x
+      order by hashtext(id)`, [old, young]);
+    await q("vacuum analyze logs");
+  }
+
+  it("old logs spread through the table: auto sweeps page ranges, deletes every old log and no young one", async () => {
+    await spreadLogs(12_000, 12_000);
+    const { rows } = await q("select (now() - interval '30 days')::text as cutoff");
+    const client = recording(db.pool);
+    const result = await deleteOldLogs(client, rows[0].cutoff, 1000);
+    assert.equal(result.order, "pages", `layout ${JSON.stringify(result.layout)}`);
+    assert.ok(result.layout!.keysetPages > result.layout!.tablePages);
+    assert.equal(result.deleted, 12_000);
+    assert.ok(Math.max(...client.deletes) <= 1000, `a batch of ${Math.max(...client.deletes)} exceeds 1000`);
+    const left = await q(`select count(*)::int as n, count(*) filter (where id like 'young-%')::int as young from logs`);
+    assert.deepEqual(left.rows[0], { n: 12_000, young: 12_000 });
+    assert.equal((await deleteOldLogs(db.pool, rows[0].cutoff, 1000)).deleted, 0, "a second run finds nothing");
+  });
+
+  it("logs written in time order: auto keeps to timestamp ranges", async () => {
+    await q(`insert into logs (id, "timestamp", message)
+      select 'log-' || g, now() - interval '40 days' + g * interval '1 minute', repeat('x', 60) from generate_series(1, 24000) g`);
+    await q("vacuum analyze logs");
+    const { rows } = await q("select (now() - interval '30 days')::text as cutoff, (select count(*)::int from logs where \"timestamp\" < now() - interval '30 days') as old");
+    const result = await deleteOldLogs(db.pool, rows[0].cutoff, 1000);
+    assert.equal(result.order, "timestamp", `layout ${JSON.stringify(result.layout)}`);
+    assert.ok(result.layout!.keysetPages < result.layout!.tablePages);
+    assert.equal(result.deleted, rows[0].old);
+    assert.equal(Number((await q(`select count(*) from logs where "timestamp" < $1`, [rows[0].cutoff])).rows[0].count), 0);
+  });
+
+  it("the page sweep deletes nothing a concurrent writer renews or adds while it runs", async () => {
+    await spreadLogs(8000, 8000);
+    const { rows } = await q("select (now() - interval '30 days')::text as cutoff");
+    const kept: string[] = [];
+    let running = true;
+    let writes = 0;
+    const writer = async (seed: number) => {
+      const client = await db.pool.connect();
+      try {
+        for (let i = 0; running; i++) {
+          // Renew an old log (its row moves, maybe to a page the sweep has passed) and add young ones.
+          const renewed = await client.query(`update logs set "timestamp" = now() where id = $1 returning id`, [`old-${1 + ((i * 7919 + seed * 104_729) % 8000)}`]);
+          const added = await client.query(`insert into logs (id, message) values ($1, repeat('y', 60)) returning id`, [`new-${seed}-${i}`]);
+          kept.push(...[...renewed.rows, ...added.rows].map((row) => row.id as string));
+          writes++;
+        }
+      } finally {
+        client.release();
+      }
+    };
+    const writers = [writer(1), writer(2)];
+    let result;
+    try {
+      while (writes < 10) await new Promise((resolve) => setTimeout(resolve, 2));
+      result = await deleteOldLogs(db.pool, rows[0].cutoff, 50, { order: "pages" });
+    } finally {
+      running = false;
+      await Promise.all(writers);
+    }
+    assert.equal(result.order, "pages");
+    const missing = await q(`select w.id from unnest($1::text[]) w(id) where not exists (select 1 from logs t where t.id = w.id)`, [kept]);
+    assert.deepEqual(missing.rows, [], "renewed or new logs were deleted");
+    const young = await q(`select count(*)::int as n from logs where id like 'young-%'`);
+    assert.equal(young.rows[0].n, 8000);
+    // Whatever the run left (an old log updated into a page already swept) goes on the next one.
+    await deleteOldLogs(db.pool, rows[0].cutoff, 50, { order: "pages" });
+    assert.equal(Number((await q(`select count(*) from logs where "timestamp" < $1`, [rows[0].cutoff])).rows[0].count), 0);
   });
 });
 

@@ -55,7 +55,8 @@ export const databaseCleanup = defineJob({
     const options = { enforce, batchSize: payload.batchSize, signal };
 
     // Age first: a log both old and orphaned is counted once, as old, in both modes.
-    const oldLogs = enforce ? await deleteOldLogs(db, plan.log_cutoff, payload.batchSize, signal) : await countOldLogs(db, plan.log_cutoff);
+    const byAge = enforce ? await deleteOldLogs(db, plan.log_cutoff, payload.batchSize, { signal }) : null;
+    const oldLogs = byAge ? byAge.deleted : await countOldLogs(db, plan.log_cutoff);
     const orphans = await cleanOrphanedLogs(db, { ...options, logCutoff: plan.log_cutoff, scanGraceCutoff: plan.scan_grace_cutoff, fullScan: reason !== null });
     if (enforce && reason !== null) await db.query(recordFullScan, [plan.now]);
     const authCodes = await cleanAuthCodes(db, plan.now, options);
@@ -83,6 +84,9 @@ export const databaseCleanup = defineJob({
         refreshTokens,
         orphanedMcpExecutions: mcpExecutions,
         logCutoff: plan.log_cutoff,
+        // How the old logs were batched (logs.ts, deleteOldLogs): by timestamp range or by heap page range.
+        oldLogsOrder: byAge?.order ?? null,
+        oldLogsLayout: byAge?.layout ?? null,
         orphanScan: {
           ofRemovedUsers: orphans.ofRemovedUsers,
           fullScan: reason,
