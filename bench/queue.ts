@@ -15,7 +15,7 @@ import { startScheduler } from "../src/runner/start.ts";
 import { createLogger, graphileLoggerFor } from "../src/log.ts";
 import { createTestDatabase } from "../test/helpers/db.ts";
 
-const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
+const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
 const TASKS = Number(process.env.BENCH_TASKS ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
