@@ -3,7 +3,7 @@
 export { defineJob, definitionOf, type DefinedJob, type JobDefinition, type PayloadOf } from "./jobs/define.ts";
 export type { JobContext } from "./jobs/types.ts";
 export type { JobResult, JobStatus } from "./history/types.ts";
-export { startScheduler, type SchedulerHandle, type SchedulerOptions, type RunJobOptions } from "./runner/start.ts";
+export { startScheduler, type SchedulerHandle, type SchedulerOptions, type RunJobOptions, type QueuedRun } from "./runner/start.ts";
 export type { FinishedRun } from "./history/wait.ts";
 export { SchedulerError, PermanentJobError } from "./errors.ts";
 export { repeatInBatches } from "./db/batch.ts";
@@ -29,4 +29,8 @@ export interface ScheduledJob {
   failure_count: string;
   paused_at: Date | null;
   payload: Record<string, unknown> | null;
+  /** The paused name (the entry's identifier, or its task) while paused. */
+  paused_as: string | null;
+  paused_by: string | null;
+  pause_reason: string | null;
 }
