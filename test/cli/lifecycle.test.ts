@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { execFileSync, spawn } from "node:child_process";
+import { execFileSync, spawn, spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -183,6 +183,11 @@ print("started" if b"scheduler started" in out else "never started")
     assert.equal(adopter.logged(/adopting an embedded PostgreSQL/).length, 1);
     const url = await runCliProcess(["db", "url"], env);
     assert.match(url.stdout, new RegExp(`^postgres://postgres:postgres@127\\.0\\.0\\.1:${runningServer(dataDir)!.port}/postgres`));
+    if (!spawnSync("psql", ["--version"]).error) {
+      const psql = await runCliProcess(["db", "psql", "--", "-tA", "-c", "select count(*) from scheduler.nodes"], env);
+      assert.equal(psql.code, 0, psql.stderr);
+      assert.match(psql.stdout.trim(), /^\d+$/);
+    }
     const refused = await runCliProcess(["db", "stop"], env);
     assert.equal(refused.code, 2);
     assert.match(refused.stderr, /belongs to a running node/);
