@@ -121,7 +121,11 @@ function graphileStaleLockMs(): number {
 async function main(): Promise<void> {
   if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
   const staleLockMs = graphileStaleLockMs();
-  console.log(`bench:rescue — ${TRIALS} trials side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
+  const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+  await admin.connect();
+  const version = (await admin.query("show server_version")).rows[0].server_version as string;
+  await admin.end();
+  console.log(`bench:rescue — PostgreSQL ${version}, ${TRIALS} trials side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
   const results: Trial[] = [];
   let pending = TRIALS;
   // allSettled: a failing trial must not leave the other trials' nodes running.
@@ -151,7 +155,7 @@ async function main(): Promise<void> {
       `(Its stale-lock sweep frees a job ${staleLockMs / 3_600_000} h after it was locked, by design: stated from its source, not measured.)`,
   );
   console.log(
-    `\nsummary: SIGKILL of the node running a job (heartbeat 5 s, dead after 30 s, rescue every 5 s): ours restarted it on the other node in ` +
+    `\nsummary: SIGKILL of the node running a job (PostgreSQL ${version}; heartbeat 5 s, dead after 30 s, rescue every 5 s): ours restarted it on the other node in ` +
       `median ${s(median)} (min ${s(times[0]!)}, max ${s(times.at(-1)!)}, ${TRIALS} trials); graphile-worker alone had ` +
       `${observed.stillLocked ? "not released" : "released"} it after ${s(observed.observedMs)} watched.`,
   );
