@@ -119,7 +119,8 @@ async function main(): Promise<void> {
       [HOST, process.execPath, SERVER, ports],
     );
     const names = (await listHostServices(db.pool, HOST)).map((row) => row.name);
-    console.log(`reconcile benchmark: ${SERVICES} services on one host, ${os.availableParallelism()} CPU(s), Node ${process.version}`);
+    const version = (await db.pool.query("show server_version")).rows[0].server_version as string;
+    console.log(`reconcile benchmark: ${SERVICES} services on one host, ${os.availableParallelism()} CPU(s), Node ${process.version}, PostgreSQL ${version}`);
 
     // 1. the pass that starts them all, then how long until every port answers
     let began = performance.now();
@@ -170,7 +171,7 @@ async function main(): Promise<void> {
     console.log(`no-op pass, ours  (${SERVICES} running, ${ROUNDS} rounds): median ${ms(noop.median)}  min ${ms(noop.min)}  max ${ms(noop.max)}  target < ${TARGET_NOOP_MS} ms: ${noop.median < TARGET_NOOP_MS ? "met" : "MISSED"}`);
     console.log(`no-op pass, naive (${SERVICES} running, ${ROUNDS} rounds): median ${ms(base.median)}  min ${ms(base.min)}  max ${ms(base.max)}  (a query and a sequential port probe per service, one process-table read per pass)`);
     console.log(`same decisions on both sides in every round: ${SERVICES} services running, no action`);
-    console.log(`\nsummary: no-op reconcile pass over ${SERVICES} running services (${os.availableParallelism()} CPUs, ${ROUNDS} rounds per side, alternating): ` +
+    console.log(`\nsummary: no-op reconcile pass over ${SERVICES} running services (${os.availableParallelism()} CPUs, PostgreSQL ${version}, ${ROUNDS} rounds per side, alternating): ` +
       `ours median ${ms(noop.median)} vs naive median ${ms(base.median)} = ${(base.median / noop.median).toFixed(1)}x (min vs min: ${(base.min / noop.min).toFixed(1)}x)`);
   } finally {
     const stopBegan = performance.now();

@@ -135,7 +135,11 @@ function summary(results: Trial[]): { median: number; min: number; max: number; 
 async function main(): Promise<void> {
   if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
   const staleLockMs = graphileStaleLockMs();
-  console.log(`bench:rescue — ${TRIALS} trials of each failure side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
+  const admin = new pg.Client({ connectionString: process.env.TEST_DATABASE_URL });
+  await admin.connect();
+  const version = (await admin.query("show server_version")).rows[0].server_version as string;
+  await admin.end();
+  console.log(`bench:rescue — PostgreSQL ${version}, ${TRIALS} trials of each failure side by side, heartbeat ${DEFAULTS.SCHEDULER_HEARTBEAT_MS} ms, dead after ${DEFAULTS.SCHEDULER_NODE_DEAD_AFTER_MS} ms, rescue every ${DEFAULTS.SCHEDULER_RESCUE_INTERVAL_MS} ms`);
   const results: Record<Failure, Trial[]> = { crash: [], hang: [] };
   let pending = 2 * TRIALS;
   // allSettled: a failing trial must not leave the other trials' nodes running.
@@ -171,7 +175,7 @@ async function main(): Promise<void> {
       `(Its stale-lock sweep frees a job ${staleLockMs / 3_600_000} h after it was locked, by design: stated from its source, not measured.)`,
   );
   console.log(
-    `\nsummary (heartbeat 5 s, dead after 30 s, rescue every 5 s): the job of a crashed node restarted on the other node in ${crash.text}; ` +
+    `\nsummary (PostgreSQL ${version}; heartbeat 5 s, dead after 30 s, rescue every 5 s): the job of a crashed node restarted on the other node in ${crash.text}; ` +
       `of a hung node in ${hang.text}; graphile-worker alone had ${observed.stillLocked ? "not released" : "released"} it after ${seconds(observed.observedMs)} watched.`,
   );
   if (!observed.stillLocked || crash.median >= 10_000 || hang.median >= 60_000) process.exitCode = 1;
