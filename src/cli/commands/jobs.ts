@@ -5,7 +5,7 @@ import type { Queryable } from "../../db/pool.ts";
 import { SchedulerError } from "../../errors.ts";
 import { defaultRuntime } from "../../jobs/runtime.ts";
 import { waitForRun } from "../../history/wait.ts";
-import { enqueueRun, parsePayloadOption, publishedEntry, requestForEntry, requestForTask, type RunRequest } from "../../runner/run-request.ts";
+import { enqueueRun, parsePayloadOption, publishedEntry, requestForEntry, requestForTask, type EntryForRun, type RunRequest } from "../../runner/run-request.ts";
 import { loadTasks, type LoadedTasks } from "../../runner/tasks.ts";
 import type { CliContext, Command } from "../command.ts";
 import { toJson } from "../table.ts";
@@ -33,17 +33,29 @@ function needName(name: string | undefined, command: string): string {
   return name;
 }
 
+interface NamedJob {
+  name: string;
+  task: string;
+  /** The entry named, as the nodes published it; null when the name is a task. */
+  entry: EntryForRun | null;
+  /** The task files this CLI sees (for payload checks). */
+  tasks: LoadedTasks;
+  /** The live nodes, and how many of them can run the task. */
+  nodes: { live: number; knowing: number; silent: number };
+}
+
 /**
  * A job name is a crontab entry's identifier (as the nodes published it), a task of the
  * local task files, or a task a live node can run (a library user's job).
  */
-async function resolveJobName(ctx: CliContext, raw: string | undefined, command: string): Promise<{ name: string; task: string; isEntry: boolean }> {
+async function resolveJobName(ctx: CliContext, raw: string | undefined, command: string): Promise<NamedJob> {
   const name = needName(raw, command);
   const db = await ctx.pool();
   const entry = await publishedEntry(db, name);
-  if (entry) return { name, task: entry.task, isEntry: true };
+  const task = entry?.task ?? name;
   const tasks = await localTasks(ctx);
-  if (tasks.names().has(name) || (await liveNodesFor(ctx, db, name)).knowing > 0) return { name, task: name, isEntry: false };
+  const nodes = await liveNodesFor(ctx, db, task);
+  if (entry || tasks.names().has(name) || nodes.knowing > 0) return { name, task, entry, tasks, nodes };
   throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, { hint: `tasks: ${[...tasks.names()].sort().join(", ")} (\`status\` lists the entries)`, exitCode: 2 });
 }
 
@@ -71,16 +83,9 @@ gets the task's queue, one waiting run at most and 3 attempts.
     const overrides = parsePayloadOption(args.values.payload as string | undefined);
     const timeoutSeconds = Number(args.values.timeout ?? 600);
     if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new SchedulerError("usage", `--timeout must be a positive number of seconds, got '${args.values.timeout}'`, { exitCode: 2 });
-    const name = needName(args.positionals[0], "run");
+    const { name, entry, tasks, nodes } = await resolveJobName(ctx, args.positionals[0], "run");
     const pool = await ctx.pool();
-    const tasks = await localTasks(ctx);
-    const entry = await publishedEntry(pool, name);
     const request = entry ? requestForEntry(entry, overrides) : requestForTask(name, overrides);
-
-    const nodes = await liveNodesFor(ctx, pool, request.task);
-    if (!entry && !tasks.names().has(name) && nodes.knowing === 0) {
-      throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, { hint: `tasks: ${[...tasks.names()].sort().join(", ")} (\`status\` lists the entries)`, exitCode: 2 });
-    }
     // Nodes that predate task lists (tasks is null) may know it: only refuse when every live node said what it runs.
     if (nodes.live > 0 && nodes.knowing === 0 && nodes.silent === 0) {
       throw new SchedulerError("task_not_loaded", `no live node can run task '${request.task}': its task file is not loaded on any of the ${nodes.live} live node(s)`, {

@@ -5,7 +5,10 @@ import type { Logger } from "../../log.ts";
 import { SchedulerError } from "../../errors.ts";
 import { binaries, postgresUserIds, reachable, run, usableBinaries, USER, type Binaries, type PostgresIds } from "./binaries.ts";
 import { claimOwnership, liveOwner, pidAlive, readOwner, releaseOwnership, type Owner, type OwnerRole } from "./owner.ts";
+import { runningServer } from "./postmaster.ts";
 import { spawnWatchdog } from "./watchdog.ts";
+
+export { runningServer };
 
 // The embedded PostgreSQL of a data folder (SCHEDULER_DATA_DIR): created on first use, started
 // in its own process group (Ctrl-C reaches the scheduler, which drains its jobs, not the
@@ -25,26 +28,6 @@ export interface EmbeddedPostgres {
 
 export function connectionStringFor(port: number): string {
   return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
-}
-
-/** Reads the pid and port of a server running in dataDir, from its postmaster.pid. */
-export function runningServer(dataDir: string): { pid: number; port: number } | null {
-  let text: string;
-  try {
-    text = fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8");
-  } catch {
-    return null;
-  }
-  const lines = text.split("\n");
-  const pid = Number(lines[0]);
-  const port = Number(lines[3]);
-  if (!Number.isInteger(pid) || pid <= 1 || !Number.isInteger(port)) return null;
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code !== "EPERM") return null; // stale lock file: the server is gone
-  }
-  return { pid, port };
 }
 
 /**
@@ -100,7 +83,10 @@ async function initialise(dataDir: string, bin: Binaries, ids: PostgresIds, logg
 /** Stops the server of dataDir with pg_ctl (fast: sessions are ended, nothing half-written). */
 export async function stopServer(dataDir: string, logger: Logger): Promise<void> {
   const ids = await postgresUserIds();
-  const bin = await usableBinaries(await binaries(), ids);
+  await pgCtlStop(await usableBinaries(await binaries(), ids), ids, dataDir, logger);
+}
+
+async function pgCtlStop(bin: Binaries, ids: PostgresIds, dataDir: string, logger: Logger): Promise<void> {
   await run(bin.pg_ctl, ["stop", "-w", "-m", "fast", "-D", dataDir], { ...(ids ?? {}) }).catch((error: unknown) => {
     logger.warn({ err: error }, "stopping the embedded PostgreSQL failed");
   });
@@ -190,9 +176,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
       async stop() {
         // Handed over meanwhile (a node took it from this CLI command): not ours to stop.
         if (readOwner(dataDir)?.pid === process.pid) {
-          await run(bin.pg_ctl, ["stop", "-w", "-m", "fast", "-D", dataDir], { ...(ids ?? {}) }).catch((error: unknown) => {
-            logger.warn({ err: error }, "stopping the embedded PostgreSQL failed");
-          });
+          await pgCtlStop(bin, ids, dataDir, logger);
           releaseOwnership(dataDir);
         }
         watchdog.dismiss();

@@ -3,6 +3,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { readOwner, releaseOwnership } from "./owner.ts";
+import { runningServer } from "./postmaster.ts";
 
 // The embedded server never outlives the process that owns it. Beside the server runs a tiny
 // watchdog process (its own session, so neither Ctrl-C nor a closed terminal reaches it) that
@@ -30,15 +31,7 @@ export function spawnWatchdog(options: { dataDir: string; pgCtl: string; postmas
   return { dismiss: () => child.stdin!.end() };
 }
 
-function postmasterPid(dataDir: string): number | null {
-  try {
-    const pid = Number(fs.readFileSync(path.join(dataDir, "postmaster.pid"), "utf8").split("\n")[0]);
-    process.kill(pid, 0);
-    return pid;
-  } catch {
-    return null;
-  }
-}
+const postmasterPid = (dataDir: string) => runningServer(dataDir)?.pid ?? null;
 
 function watch(): void {
   const [dataDir, pgCtl, ownerPidText, postmasterText, uid, gid] = process.argv.slice(2);
