@@ -24,5 +24,5 @@ done_waiting as (
 select lock.locked,
        (select job_name from paused) as paused_as,
        case when lock.locked and not exists (select 1 from paused) then nextval('scheduler.job_runs_id_seq') end as run_id,
-       clock_timestamp() as started_at
+       clock_timestamp()::text as started_at  -- as text: a JS Date would drop the microseconds
 from lock

@@ -59,7 +59,8 @@ export interface RunStart {
 /** A started run: what its row says, and the id and start time its claim gave it. */
 export interface RunRecord extends RunStart {
   id: string | null;
-  startedAt: Date | null;
+  /** The claim's database time, as PostgreSQL wrote it (microseconds kept: runs in turn must not appear to overlap). */
+  startedAt: string | null;
 }
 
 export type RunOutcome = { status: "success"; result: JobResult } | { status: "failed"; error: string; result?: JobResult };
@@ -122,7 +123,7 @@ export type Claim = { locked: boolean; pausedAs: string | null; run: RunRecord |
  * lock taken lists the job as waiting for it.
  */
 export async function claimRun(db: Queryable, lockKey: string | null, run: RunStart): Promise<Claim> {
-  const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null; started_at: Date }>(CLAIM_RUN, [lockKey, [run.jobName, run.task], run.jobId]);
+  const { rows } = await db.query<{ locked: boolean; paused_as: string | null; run_id: string | null; started_at: string }>(CLAIM_RUN, [lockKey, [run.jobName, run.task], run.jobId]);
   const row = rows[0]!;
   return { locked: row.locked, pausedAs: row.paused_as, run: row.run_id === null ? null : { ...run, id: row.run_id, startedAt: row.started_at } };
 }
