@@ -2,9 +2,10 @@
 // task files in tasks/ and the crontab file beside this one. The task files carry our job
 // wrapper, so every run is still validated, kept from overlapping, checked against pauses of
 // its task, and recorded in scheduler.job_runs. Our own runner (`npm start`) adds crontab
-// validation, hot reload and per-entry defaults, runs recorded under the crontab entry's
-// identifier, node heartbeats and rescue, bootstrap jobs, and the service reconciler
-// (docs/embedding.md).
+// validation, hot reload, per-entry defaults, the crontab options ?tz=, ?overlap= and ?jitter=
+// (graphile-worker's parser refuses a line with one: keep them out of the file this reads),
+// runs recorded under the crontab entry's identifier, node heartbeats and rescue, bootstrap
+// jobs, and the service reconciler (docs/embedding.md).
 import { WorkerPreset } from "graphile-worker";
 
 const preset: GraphileConfig.Preset = {
@@ -18,7 +19,7 @@ const preset: GraphileConfig.Preset = {
     // With graphile-worker 0.18's defaults (-1: no batching), a job that finishes while the
     // worker pool shuts down is left locked until graphile-worker's 4-hour stale-lock sweep.
     // With 0, outcomes go through graphile-worker's batcher, which is flushed as the pool
-    // stops, so the job is completed (or failed) and unlocked. src/runner/start.ts does the same.
+    // stops, so the job is completed (or failed) and unlocked. src/engine/runner/start.ts does the same.
     completeJobBatchDelay: 0,
     failJobBatchDelay: 0,
   },

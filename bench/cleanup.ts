@@ -13,10 +13,10 @@
 //       age only, spread  the same 500k old logs spread through the table: the rows restored in
 //                         random order, as after a rewrite in another order, back-dated inserts
 //                         interleaved with new ones, or free space reused
-import { databaseCleanup } from "../src/jobs/database_cleanup/index.ts";
-import { readSql } from "../src/db/sql-file.ts";
-import type { Queryable } from "../src/db/pool.ts";
-import type { JobResult } from "../src/history/types.ts";
+import { databaseCleanup } from "../src/platform/jobs/database_cleanup/index.ts";
+import { readSql } from "../src/engine/db/sql-file.ts";
+import type { Queryable } from "../src/engine/db/pool.ts";
+import type { JobResult } from "../src/engine/history/types.ts";
 import { createTestDatabase, testLogger } from "../test/helpers/db.ts";
 
 const LOGS = Number(process.env.BENCH_LOGS ?? 1_000_000);
@@ -27,7 +27,7 @@ if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST
 
 const db = await createTestDatabase();
 const q = (text: string, values?: unknown[]) => db.pool.query(text, values);
-const jobSql = (file: string) => readSql(new URL("../src/jobs/database_cleanup/index.ts", import.meta.url).href, file);
+const jobSql = (file: string) => readSql(new URL("../src/platform/jobs/database_cleanup/index.ts", import.meta.url).href, file);
 
 // Logs in append order (ascending timestamp, as a platform writes them), 70% with a user.
 // `old` of them older than 30 days; `orphaned` recent ones written by the users 'gone-*'.

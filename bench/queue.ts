@@ -10,9 +10,9 @@
 // that every job ran and, for ours, that exactly N history rows were written, all 'success'.
 // A third row shows a job defined with exclusive: false (no run lock).
 import { run } from "graphile-worker";
-import { defineJob, type DefinedJob } from "../src/jobs/define.ts";
-import { startScheduler } from "../src/runner/start.ts";
-import { createLogger, graphileLoggerFor } from "../src/log.ts";
+import { defineJob, type DefinedJob } from "../src/engine/jobs/define.ts";
+import { startScheduler } from "../src/scheduler.ts";
+import { createLogger, graphileLoggerFor } from "../src/engine/log.ts";
 import { createTestDatabase } from "../test/helpers/db.ts";
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
@@ -103,6 +103,7 @@ for (let round = 0; round < ROUNDS; round++) {
 await db.drop();
 
 const best = (values: number[]) => Math.max(...values);
+const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
 const bareRate = best(results.bare);
 console.log(`bench:queue — ${JOBS} no-op jobs over ${TASKS} tasks, each in its task's queue; concurrency ${CONCURRENCY}, pool ${POOL_SIZE} on both sides; best of ${ROUNDS} rounds, start-up included`);
 console.log("| setup | jobs/s | ratio vs bare |");
@@ -113,4 +114,8 @@ for (const [name, rate] of [
   ["our runner, defineJob jobs, exclusive: false", best(results.shared)],
 ] as const) {
   console.log(`| ${name} | ${Math.round(rate)} | ${(rate / bareRate).toFixed(2)} |`);
+}
+// The machine's noise shows in the rounds: each one, and the ratio of the medians.
+for (const [name, rates] of Object.entries(results)) {
+  console.log(`${name}: rounds ${rates.map((rate) => Math.round(rate)).join(", ")} jobs/s; median ${Math.round(median(rates))}, ratio of medians vs bare ${(median(rates) / median(results.bare)).toFixed(2)}`);
 }

@@ -16,16 +16,16 @@ import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
-import { startEmbeddedPostgres } from "../src/db/embedded/index.ts";
-import { createLogger } from "../src/log.ts";
-import { observe } from "../src/orchestration/observe.ts";
-import { planService, type Plan } from "../src/orchestration/plan.ts";
-import { portAnswers } from "../src/orchestration/ports.ts";
-import { readProcessTable } from "../src/orchestration/proc.ts";
-import { reconcileHost, stopHostServices, type ReconcileContext } from "../src/orchestration/reconcile.ts";
-import { resolvePolicy } from "../src/orchestration/settings.ts";
-import { listHostServices } from "../src/orchestration/store.ts";
-import type { ServiceRow } from "../src/orchestration/types.ts";
+import { startEmbeddedPostgres } from "../src/engine/db/embedded/index.ts";
+import { createLogger } from "../src/engine/log.ts";
+import { observe } from "../src/platform/services/observe.ts";
+import { planService, type Plan } from "../src/platform/services/plan.ts";
+import { portAnswers } from "../src/platform/services/ports.ts";
+import { readProcessTable } from "../src/platform/services/proc.ts";
+import { reconcileHost, stopHostServices, type ReconcileContext } from "../src/platform/services/reconcile.ts";
+import { resolvePolicy } from "../src/platform/services/settings.ts";
+import { listHostServices } from "../src/platform/services/store.ts";
+import type { ServiceRow } from "../src/platform/services/types.ts";
 
 const SERVICES = Number(process.env.SERVICES ?? 200);
 const ROUNDS = Number(process.env.ROUNDS ?? 10);
@@ -109,6 +109,7 @@ async function main(): Promise<void> {
     pool: db.pool, host: HOST, logger, logDir, children: null, protectedPorts: new Set(),
     policy: resolvePolicy({ stopGraceMs: 3000, startTimeoutMs: 120_000 }),
     concurrency: 8,
+    allowlist: { entries: [process.execPath], source: "the benchmark" },
   };
   try {
     const ports = await freePorts(SERVICES);

@@ -16,12 +16,12 @@
 if (!process.env.TEST_DATABASE_URL && process.env.DATABASE_URL) process.env.TEST_DATABASE_URL = process.env.DATABASE_URL;
 
 const { createTestDatabase, testLogger } = await import("../test/helpers/db.ts");
-const { behavioralAnalysis } = await import("../src/jobs/behavioral_analysis/index.ts");
-const { maliciousIpBlacklist } = await import("../src/jobs/malicious_ip_blacklist/index.ts");
+const { behavioralAnalysis } = await import("../src/platform/jobs/behavioral_analysis/index.ts");
+const { maliciousIpBlacklist } = await import("../src/platform/jobs/malicious_ip_blacklist/index.ts");
 const { sessionScansInPlan } = await import("../test/helpers/blacklist-plan.ts");
-import type { DefinedJob } from "../src/jobs/define.ts";
-import type { JobResult } from "../src/history/types.ts";
-import type { Pool } from "../src/db/pool.ts";
+import type { DefinedJob } from "../src/engine/jobs/define.ts";
+import type { JobResult } from "../src/engine/history/types.ts";
+import type { Pool } from "../src/engine/db/pool.ts";
 
 const FINGERPRINTS = Number(process.env.BENCH_FINGERPRINTS ?? 50_000);
 const SCALE_FINGERPRINTS = Number(process.env.BENCH_SCALE_FINGERPRINTS ?? 200_000);

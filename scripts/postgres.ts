@@ -3,8 +3,8 @@
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { startEmbeddedPostgres } from "../src/db/embedded/index.ts";
-import { createLogger } from "../src/log.ts";
+import { startEmbeddedPostgres } from "../src/engine/db/embedded/index.ts";
+import { createLogger } from "../src/engine/log.ts";
 import { freePort } from "./free-port.ts";
 
 

@@ -6,7 +6,7 @@ import { spawnSync } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { projectRoot } from "../src/db/sql-file.ts";
+import { projectRoot } from "../src/engine/db/sql-file.ts";
 import { postgresForRun } from "./postgres.ts";
 
 function findTests(dir: string): string[] {
@@ -35,7 +35,8 @@ if (server.embedded) console.log(`# embedded PostgreSQL for tests at ${adminUrl.
 const concurrency = process.env.TEST_CONCURRENCY ?? String(Math.max(2, os.availableParallelism()));
 const result = spawnSync(process.execPath, ["--test", `--test-concurrency=${concurrency}`, "--test-timeout=300000", ...files], {
   stdio: "inherit",
-  env: { ...process.env, TEST_DATABASE_URL: adminUrl, DATABASE_URL: "", LOG_LEVEL: process.env.LOG_LEVEL ?? "silent" },
+  // Many nodes run at once: none serves HTTP unless its test asks for an address (a free port).
+  env: { ...process.env, TEST_DATABASE_URL: adminUrl, DATABASE_URL: "", LOG_LEVEL: process.env.LOG_LEVEL ?? "silent", SCHEDULER_HTTP_ADDR: process.env.SCHEDULER_HTTP_ADDR ?? "off" },
 });
 
 await server.release();

@@ -10,6 +10,6 @@ if (!file) {
 }
 const server = await postgresForRun();
 console.log(`# PostgreSQL: ${server.embedded ? "embedded (temporary)" : server.adminUrl.replace(/:[^:@/]*@/, ":***@")}`);
-const result = spawnSync(process.execPath, [file, ...args], { stdio: "inherit", env: { ...process.env, TEST_DATABASE_URL: server.adminUrl } });
+const result = spawnSync(process.execPath, [file, ...args], { stdio: "inherit", env: { ...process.env, TEST_DATABASE_URL: server.adminUrl, SCHEDULER_HTTP_ADDR: process.env.SCHEDULER_HTTP_ADDR ?? "off" } });
 await server.release();
 process.exit(result.status ?? 1);

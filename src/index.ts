@@ -1,16 +1,23 @@
 // The library API: embed the scheduler in an application and add its own jobs next to ours
 // (the original crate's `Job` trait and "any crate can register jobs").
-export { defineJob, definitionOf, type DefinedJob, type JobDefinition, type PayloadOf } from "./jobs/define.ts";
-export type { JobContext } from "./jobs/types.ts";
-export type { JobResult, JobStatus } from "./history/types.ts";
-export { startScheduler, type SchedulerHandle, type SchedulerOptions, type RunJobOptions, type QueuedRun } from "./runner/start.ts";
-export type { FinishedRun } from "./history/wait.ts";
-export { SchedulerError, PermanentJobError } from "./errors.ts";
-export { repeatInBatches } from "./db/batch.ts";
-export { migrate } from "./db/migrate.ts";
+export { defineJob, definitionOf, type DefinedJob, type JobDefinition, type PayloadOf } from "./engine/jobs/define.ts";
+export type { JobContext } from "./engine/jobs/types.ts";
+export type { JobResult, JobStatus } from "./engine/history/types.ts";
+export { startScheduler, migrate, runtimeGrantsSql, type SchedulerOptions, type MigrateOptions } from "./scheduler.ts";
+export type { MigrateResult } from "./engine/db/migrate.ts";
+export type { AdoptionReport } from "./engine/db/adoption.ts";
+export type { SchedulerHandle, RunJobOptions, QueuedRun } from "./engine/runner/options.ts";
+export type { SchedulerPack, PackNodeContext, PackNodeLoop, AdoptedTable } from "./engine/pack.ts";
+export type { FinishedRun } from "./engine/history/wait.ts";
+export { SchedulerError, PermanentJobError } from "./engine/errors.ts";
+export { repeatInBatches } from "./engine/db/batch.ts";
 export { loadConfig, type Config } from "./config.ts";
-export { cleanupInactiveSessions } from "./jobs/cleanup_inactive_sessions/index.ts";
-export * from "./security/index.ts";
+// zod is part of the API (payload schemas): one copy, the one defineJob checks with.
+export { z } from "zod";
+// The platform pack (on by default; `platform: false` leaves it out) and its reusable parts.
+export { platformPack, type PlatformOptions } from "./platform/index.ts";
+export { cleanupInactiveSessions } from "./platform/jobs/cleanup_inactive_sessions/index.ts";
+export * from "./platform/security/index.ts";
 
 /** A row of the public `scheduled_jobs` view. */
 export interface ScheduledJob {

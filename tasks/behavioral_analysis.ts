@@ -1,3 +1,3 @@
-import { behavioralAnalysis } from "../src/jobs/behavioral_analysis/index.ts";
+import { behavioralAnalysis } from "../src/platform/jobs/behavioral_analysis/index.ts";
 
 export default behavioralAnalysis.task;

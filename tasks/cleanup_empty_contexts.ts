@@ -1,3 +1,3 @@
-import { cleanupEmptyContexts } from "../src/jobs/cleanup_empty_contexts/index.ts";
+import { cleanupEmptyContexts } from "../src/platform/jobs/cleanup_empty_contexts/index.ts";
 
 export default cleanupEmptyContexts.task;

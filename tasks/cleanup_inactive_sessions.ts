@@ -1,3 +1,3 @@
-import { cleanupInactiveSessions } from "../src/jobs/cleanup_inactive_sessions/index.ts";
+import { cleanupInactiveSessions } from "../src/platform/jobs/cleanup_inactive_sessions/index.ts";
 
 export default cleanupInactiveSessions.task;

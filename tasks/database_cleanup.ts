@@ -1,3 +1,3 @@
-import { databaseCleanup } from "../src/jobs/database_cleanup/index.ts";
+import { databaseCleanup } from "../src/platform/jobs/database_cleanup/index.ts";
 
 export default databaseCleanup.task;

@@ -1,3 +1,3 @@
-import { maliciousIpBlacklist } from "../src/jobs/malicious_ip_blacklist/index.ts";
+import { maliciousIpBlacklist } from "../src/platform/jobs/malicious_ip_blacklist/index.ts";
 
 export default maliciousIpBlacklist.task;

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { z } from "zod";
 import { defineJob, SchedulerError, startScheduler, type JobResult, type ScheduledJob } from "../src/index.ts";
-import { testLogger, useTestDatabase } from "./helpers/db.ts";
+import { listMigrations } from "../src/engine/db/migrate.ts";
+import { createTestDatabase, testLogger, useTestDatabase } from "./helpers/db.ts";
 
 const db = useTestDatabase();
 
@@ -50,5 +51,28 @@ describe("library API: an application embeds the scheduler and adds its own job"
 
   it("rejects a job name that graphile-worker could not schedule", () => {
     assert.throws(() => defineJob({ name: "bad name!", description: "", payload: {}, run: async () => ({ itemsProcessed: 0, itemsFailed: 0, message: "" }) }), /not a valid task identifier/);
+  });
+
+  it("runs the engine alone with platform: false: its own schema, the application's jobs, nothing of the platform", async () => {
+    const bare = await createTestDatabase({ migrate: false });
+    try {
+      const ping = defineJob({ name: "ping", description: "Answers", payload: {}, run: async () => ({ itemsProcessed: 1, itemsFailed: 0, message: "pong" }) });
+      const scheduler = await startScheduler({ platform: false, connectionString: bare.connectionString, jobs: [ping], logger: testLogger });
+      try {
+        assert.equal((await scheduler.runJob("ping", {}, { wait: true })).run?.message, "pong");
+        await assert.rejects(() => scheduler.runJob("database_cleanup"), (error: unknown) => error instanceof SchedulerError && error.code === "unknown_job");
+        assert.deepEqual(scheduler.schedules(), [], "no crontab unless one is given");
+      } finally {
+        await scheduler.stop();
+      }
+      const tables = await bare.pool.query("select table_name from information_schema.tables where table_schema = 'public' order by 1");
+      assert.deepEqual(tables.rows.map((row) => row.table_name), ["scheduled_jobs"]);
+      const migrations = await bare.pool.query("select version from scheduler.migrations order by 1");
+      assert.deepEqual(migrations.rows.map((row) => row.version), listMigrations().map((migration) => migration.version), "the engine's migrations only");
+      const queued = await bare.pool.query("select count(*)::int as n from scheduler.bootstrap_runs");
+      assert.equal(queued.rows[0].n, 0, "no bootstrap job");
+    } finally {
+      await bare.drop();
+    }
   });
 });

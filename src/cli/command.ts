@@ -1,8 +1,8 @@
 import type { ParseArgsConfig } from "node:util";
 import type { Config } from "../config.ts";
-import type { Pool } from "../db/pool.ts";
-import type { Logger } from "../log.ts";
-import { SchedulerError } from "../errors.ts";
+import type { Pool } from "../engine/db/pool.ts";
+import type { Logger } from "../engine/log.ts";
+import { SchedulerError } from "../engine/errors.ts";
 
 export interface CliContext {
   config: Config;

@@ -1,5 +1,5 @@
 import os from "node:os";
-import type { Logger } from "../log.ts";
+import type { Logger } from "../engine/log.ts";
 
 // How a node learns it must stop, whatever stops it: SIGTERM (systemd, Docker, Kubernetes, npm
 // forwarding it), SIGINT (Ctrl-C), SIGHUP (its terminal closed), or its parent process going

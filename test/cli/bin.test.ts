@@ -3,7 +3,7 @@ import { spawn, spawnSync } from "node:child_process";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
-import { projectRoot } from "../../src/db/sql-file.ts";
+import { projectRoot } from "../../src/engine/db/sql-file.ts";
 
 // The bin, started by an older system Node, re-runs itself on the package's Node 22 and
 // forwards signals; when the CLI dies of a signal, the bin exits as a shell would report it:

@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
-import { cleanupInactiveSessions } from "../../src/jobs/cleanup_inactive_sessions/index.ts";
-import { startScheduler, type SchedulerHandle } from "../../src/runner/start.ts";
+import { cleanupInactiveSessions } from "../../src/platform/jobs/cleanup_inactive_sessions/index.ts";
+import type { SchedulerHandle } from "../../src/engine/runner/options.ts";
+import { startScheduler } from "../../src/scheduler.ts";
 import { runCliProcess } from "../helpers/cli.ts";
 import { testLogger, useTestDatabase } from "../helpers/db.ts";
 
@@ -88,7 +89,8 @@ describe("CLI", () => {
     assert.match(refused.stderr, /is paused/);
     assert.match((await cli(["resume", "cleanup_inactive_sessions"])).stdout, /resumed/);
     const table = await cli(["status"]);
-    assert.match(table.stdout, /cleanup_inactive_sessions\s+\*\/10 \* \* \* \*\s+yes/);
+    // TZ: the zone the schedule is read in (SCHEDULER_TIMEZONE, UTC by default, for a line without ?tz=)
+    assert.match(table.stdout, /cleanup_inactive_sessions\s+\*\/10 \* \* \* \*\s+UTC\s+yes/);
   });
 
   it("commands that take arguments accept them through the real CLI, and refuse extra ones", async () => {

@@ -4,11 +4,11 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, describe, it } from "node:test";
-import { runningServer, startEmbeddedPostgres } from "../../src/db/embedded/index.ts";
-import { readOwner } from "../../src/db/embedded/owner.ts";
-import { projectRoot } from "../../src/db/sql-file.ts";
-import { createPool } from "../../src/db/pool.ts";
-import { freePort, NodeProcess } from "../cluster/harness.ts";
+import { connectionStringFor, runningServer, startEmbeddedPostgres } from "../../src/engine/db/embedded/index.ts";
+import { readOwner } from "../../src/engine/db/embedded/owner.ts";
+import { projectRoot } from "../../src/engine/db/sql-file.ts";
+import { createPool } from "../../src/engine/db/pool.ts";
+import { freePort, NodeProcess } from "../engine/cluster/harness.ts";
 import { runCliProcess } from "../helpers/cli.ts";
 import { testLogger } from "../helpers/db.ts";
 import { eventually, sleep } from "../helpers/wait.ts";
@@ -20,7 +20,8 @@ import { eventually, sleep } from "../helpers/wait.ts";
 const dirs: string[] = [];
 after(() => {
   for (const dir of dirs) {
-    const dataDir = path.join(dir, "pg");
+    // As in a fresh clone: the default SCHEDULER_DATA_DIR is .data/postgres, and .data/ does not exist yet.
+  const dataDir = path.join(dir, ".data", "postgres");
     const server = runningServer(dataDir);
     if (server) {
       try {
@@ -38,7 +39,8 @@ async function place(): Promise<{ dir: string; dataDir: string; env: Record<stri
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sps-life-"));
   fs.chmodSync(dir, 0o755);
   dirs.push(dir);
-  const dataDir = path.join(dir, "pg");
+  // As in a fresh clone: the default SCHEDULER_DATA_DIR is .data/postgres, and .data/ does not exist yet.
+  const dataDir = path.join(dir, ".data", "postgres");
   return {
     dir,
     dataDir,
@@ -58,10 +60,24 @@ async function afterwards<T>(dataDir: string, read: (query: (text: string, value
   }
 }
 
-async function queueSlowJob(env: Record<string, string>, ms: number): Promise<void> {
+/**
+ * Queues a `slow` job and waits until the node runs it (its history row says running): a fixed
+ * pause was not enough on a loaded machine, and a signal sent before the job starts proves
+ * nothing about draining. Returns when the run started (epoch ms, the database's clock).
+ */
+async function queueSlowJob(env: Record<string, string>, ms: number): Promise<number> {
   const queued = await runCliProcess(["run", "slow", "--payload", JSON.stringify({ ms, tag: "in-flight" })], env);
   assert.equal(queued.code, 0, queued.stderr);
-  await sleep(1500); // the node has picked it up (it listens for new jobs)
+  const pool = createPool(connectionStringFor(Number(env.SCHEDULER_EMBEDDED_PORT)), { max: 1 });
+  try {
+    const started = await eventually(async () => {
+      const { rows } = await pool.query<{ started_at: Date }>("select started_at from scheduler.job_runs where task = 'slow' and status = 'running'");
+      return rows[0]?.started_at;
+    }, { timeoutMs: 30_000, what: "the node to start the slow job" });
+    return started.getTime();
+  } finally {
+    await pool.end();
+  }
 }
 
 const watchdogActed = (dataDir: string) => fs.readFileSync(`${dataDir}.log`, "utf8").includes("watchdog");
@@ -70,13 +86,14 @@ describe("stopping a node", () => {
   it("SIGTERM to `npm start` drains the node: the running job finishes, the node is marked stopped, the database stops last", async () => {
     const { dataDir, env } = await place();
     const node = await new NodeProcess("npm", env, ["npm", "start"]).started(90_000);
-    await queueSlowJob(env, 3000);
-    const stoppedAt = Date.now();
+    const jobStartedAt = await queueSlowJob(env, 3000);
     assert.equal(await node.stop(), 0, node.stderrTail);
-    assert.ok(Date.now() - stoppedAt >= 1500, "npm waited for the node to drain");
+    assert.ok(Date.now() >= jobStartedAt + 3000, "npm waited for the node to drain (the 3 s job to finish)");
     assert.equal(runningServer(dataDir), null, "the embedded PostgreSQL stopped with its node");
     assert.equal(readOwner(dataDir), null);
     assert.equal(watchdogActed(dataDir), false, "the node stopped its database itself");
+    const lastLines = node.logs.map((line) => line.msg).filter((msg) => /scheduler stopped|embedded PostgreSQL stopped/.test(msg));
+    assert.deepEqual(lastLines, ["scheduler stopped", "embedded PostgreSQL stopped"], "its log says so, database last");
     const state = await afterwards(dataDir, async (query) => ({
       runs: await query("select status, payload->>'tag' as tag from scheduler.job_runs where task = 'slow'"),
       nodes: await query("select stopped_at is not null as stopped from scheduler.nodes"),
@@ -136,6 +153,9 @@ print("started" if b"scheduler started" in out else "never started")
     const node = await new NodeProcess("hurried", { ...env, SCHEDULER_SHUTDOWN_GRACE_MS: "60000" }).started(90_000);
     await queueSlowJob(env, 60_000);
     node.kill("SIGINT");
+    // The second signal once the node drains, and more than the 500 ms after the first in which
+    // the same signal again counts as a duplicate (shutdown.ts), however late it handled the first.
+    await eventually(async () => node.logged(/stopping: letting running jobs finish/).length > 0, { timeoutMs: 20_000, what: "the node to begin draining" });
     await sleep(1000);
     const hurriedAt = Date.now();
     node.kill("SIGINT");
@@ -212,10 +232,11 @@ print("started" if b"scheduler started" in out else "never started")
   });
 
   it("a signal during start-up leaves nothing running and nothing half made", async () => {
-    const { dir, dataDir, env } = await place();
+    const { dataDir, env } = await place();
+    const dir = path.dirname(dataDir); // where the cluster is built before it is renamed into place
     const early = new NodeProcess("early", env);
     // While the cluster is created (initdb takes a second or more).
-    await eventually(async () => fs.readdirSync(dir).some((name) => name.includes("initdb")), { timeoutMs: 30_000, intervalMs: 20, what: "initdb to begin" });
+    await eventually(async () => fs.existsSync(dir) && fs.readdirSync(dir).some((name) => name.includes("initdb")), { timeoutMs: 30_000, intervalMs: 20, what: "initdb to begin" });
     early.kill("SIGTERM");
     await early.exited;
     await sleep(500);

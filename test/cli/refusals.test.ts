@@ -49,6 +49,27 @@ describe("start refuses what cannot run, before any database", () => {
     await untouched();
   });
 
+  it("refuses an unknown time zone, a bad overlap or jitter, naming file and line; and a bad SCHEDULER_TIMEZONE", async () => {
+    const result = await startWith(
+      [
+        "0 9 * * * database_cleanup ?tz=Europe/Berln",
+        "0 9 * * * database_cleanup ?id=b&overlap=sometimes",
+        "0 9 * * * database_cleanup ?id=c&jitter=soon",
+        "0 9 * * * database_cleanup ?id=d&tz=+02:00",
+      ].join("\n"),
+    );
+    assert.equal(result.code, 2, result.stderr);
+    assert.ok(result.ms < 2000, `refused in ${result.ms} ms`);
+    assert.match(result.stderr, /crontab-\w+:1: \?tz=Europe\/Berln: unknown time zone 'Europe\/Berln'; use an IANA name/);
+    assert.match(result.stderr, /:2: \?overlap=sometimes: expected one of queue_one, skip, allow/);
+    assert.match(result.stderr, /:3: \?jitter=soon: expected a duration/);
+    assert.match(result.stderr, /:4: \?tz=\+02:00: '\+02:00' is not an IANA time zone name/);
+    const zone = await startWith("", { SCHEDULER_TIMEZONE: "Mars/Olympus_Mons" });
+    assert.equal(zone.code, 2, zone.stderr);
+    assert.match(zone.stderr, /SCHEDULER_TIMEZONE="Mars\/Olympus_Mons": unknown time zone/);
+    await untouched();
+  });
+
   it("refuses a missing crontab file at once", async () => {
     const result = await startWith(null);
     assert.equal(result.code, 2);
@@ -65,6 +86,20 @@ describe("start refuses what cannot run, before any database", () => {
     assert.equal(timing.code, 2);
     assert.match(timing.stderr, /SCHEDULER_NODE_DEAD_AFTER_MS \(30000\) must be at least 3 × SCHEDULER_HEARTBEAT_MS/);
     assert.ok(bootstrap.ms < 2000 && timing.ms < 2000, `refused in ${bootstrap.ms} and ${timing.ms} ms`);
+    await untouched();
+  });
+
+  it("refuses an allowlist of services that others can read or write, or that is malformed, at once", async () => {
+    const file = path.join(dir, "allowed-commands");
+    fs.writeFileSync(file, `${process.execPath}\n`, { mode: 0o644 });
+    fs.chmodSync(file, 0o644);
+    const loose = await startWith("", { SCHEDULER_RECONCILE_SERVICES: "true", SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: file });
+    assert.equal(loose.code, 2, loose.stderr);
+    assert.match(loose.stderr, /SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: .*allowed-commands can be read by other users \(mode 644\); fix: chmod 600/);
+    const relative = await startWith("", { SCHEDULER_RECONCILE_SERVICES: "true", SCHEDULER_SERVICES_ALLOWED_COMMANDS: "node" });
+    assert.equal(relative.code, 2, relative.stderr);
+    assert.match(relative.stderr, /SCHEDULER_SERVICES_ALLOWED_COMMANDS="node": item 1 'node' is not an absolute path/);
+    assert.ok(loose.ms < 2000 && relative.ms < 2000, `refused in ${loose.ms} and ${relative.ms} ms`);
     await untouched();
   });
 

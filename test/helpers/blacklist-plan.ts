@@ -1,5 +1,5 @@
-import type { Queryable } from "../../src/db/pool.ts";
-import { detectSql, maliciousIpBlacklist, settingsFor, type Payload } from "../../src/jobs/malicious_ip_blacklist/index.ts";
+import type { Queryable } from "../../src/engine/db/pool.ts";
+import { detectSql, maliciousIpBlacklist, settingsFor, type Payload } from "../../src/platform/jobs/malicious_ip_blacklist/index.ts";
 
 interface PlanNode {
   "Node Type": string;

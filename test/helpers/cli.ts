@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import path from "node:path";
-import { projectRoot } from "../../src/db/sql-file.ts";
+import { projectRoot } from "../../src/engine/db/sql-file.ts";
 
 export interface CliResult {
   code: number | null;

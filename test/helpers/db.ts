@@ -1,9 +1,9 @@
 import crypto from "node:crypto";
 import { after, before } from "node:test";
 import pg from "pg";
-import { migrate } from "../../src/db/migrate.ts";
-import { createPool, type Pool } from "../../src/db/pool.ts";
-import { createLogger } from "../../src/log.ts";
+import { migrate } from "../../src/scheduler.ts";
+import { createPool, type Pool } from "../../src/engine/db/pool.ts";
+import { createLogger } from "../../src/engine/log.ts";
 
 export const testLogger = createLogger(process.env.LOG_LEVEL || "silent", false);
 
@@ -35,7 +35,7 @@ export async function createTestDatabase(options: { migrate?: boolean } = {}): P
   await admin.end();
   const connectionString = urlForDatabase(name);
   const pool = createPool(connectionString, { max: 10 });
-  if (options.migrate !== false) await migrate(pool, testLogger);
+  if (options.migrate !== false) await migrate(pool, { logger: testLogger });
   return {
     name,
     connectionString,

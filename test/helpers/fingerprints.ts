@@ -1,5 +1,5 @@
 // Seeding and reading fingerprint_reputation for the behavioral_analysis tests.
-import type { Queryable } from "../../src/db/pool.ts";
+import type { Queryable } from "../../src/engine/db/pool.ts";
 
 export interface Fingerprint {
   hash: string;

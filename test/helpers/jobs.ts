@@ -1,10 +1,10 @@
 import { EventEmitter } from "node:events";
 import { runOnce, type TaskList } from "graphile-worker";
-import type { DefinedJob } from "../../src/jobs/define.ts";
-import type { JobResult } from "../../src/history/types.ts";
-import type { JobRuntime } from "../../src/jobs/runtime.ts";
-import type { Pool } from "../../src/db/pool.ts";
-import { graphileLoggerFor } from "../../src/log.ts";
+import type { DefinedJob } from "../../src/engine/jobs/define.ts";
+import type { JobResult } from "../../src/engine/history/types.ts";
+import type { JobRuntime } from "../../src/engine/jobs/runtime.ts";
+import type { Pool } from "../../src/engine/db/pool.ts";
+import { graphileLoggerFor } from "../../src/engine/log.ts";
 import { testLogger } from "./db.ts";
 
 /**

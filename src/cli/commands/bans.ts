@@ -1,7 +1,7 @@
-import { SchedulerError } from "../../errors.ts";
-import { banIp, listBans, unbanIp, type BanResult } from "../../security/bans.ts";
-import { parseDuration } from "../../security/duration.ts";
-import { parseIp } from "../../security/ip.ts";
+import { SchedulerError } from "../../engine/errors.ts";
+import { banIp, listBans, unbanIp, type BanResult } from "../../platform/security/bans.ts";
+import { parseDuration } from "../../platform/security/duration.ts";
+import { parseIp } from "../../platform/security/ip.ts";
 import type { Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 

@@ -1,9 +1,9 @@
 import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
-import { resolveDatabase } from "../../db/connect.ts";
-import { connectionStringFor, runningServer, stopServer } from "../../db/embedded/index.ts";
-import { forgetDeadOwner, liveOwner } from "../../db/embedded/owner.ts";
-import { SchedulerError } from "../../errors.ts";
+import { resolveDatabase } from "../../engine/db/connect.ts";
+import { connectionStringFor, runningServer, stopServer } from "../../engine/db/embedded/index.ts";
+import { forgetDeadOwner, liveOwner } from "../../engine/db/embedded/owner.ts";
+import { SchedulerError } from "../../engine/errors.ts";
 import type { CliContext, Command } from "../command.ts";
 
 // The embedded database, for a person: its URL, a psql on it, and stopping one left behind.

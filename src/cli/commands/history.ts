@@ -1,4 +1,4 @@
-import { SchedulerError } from "../../errors.ts";
+import { SchedulerError } from "../../engine/errors.ts";
 import type { Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 import { resolveJobName } from "./jobs.ts";
@@ -25,7 +25,7 @@ JOB is a crontab entry's identifier or a task (all its entries' runs); an unknow
     }
     const { rows } = await pool.query(
       `select id, job_id, job_name, task, attempt, node_id, scheduled_for, started_at, finished_at, duration_ms, status,
-              dry_run, items_processed, items_failed, message, error, details
+              dry_run, items_processed, items_failed, message, error, details, jitter_ms
        from scheduler.job_runs
        where $1::text is null or job_name = $1 or task = $1
        order by started_at desc, id desc

@@ -1,4 +1,4 @@
-import { listNodes } from "../../cluster/list.ts";
+import { listNodes } from "../../engine/cluster/list.ts";
 import type { Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 

@@ -1,14 +1,15 @@
 import crypto from "node:crypto";
-import { SchedulerError } from "../../errors.ts";
-import { stopService } from "../../orchestration/act.ts";
-import { splitCommandLine } from "../../orchestration/command-line.ts";
-import { RESULT_CHANNEL, REQUEST_CHANNEL } from "../../orchestration/notify.ts";
-import { deleteDisabled, getService, listServices, saveService, setDesired, validateDefinition } from "../../orchestration/registry.ts";
-import { assertRunnableHere } from "../../orchestration/program.ts";
-import { planHost, type ReconcileContext } from "../../orchestration/reconcile.ts";
-import { protectedPortSet, resolveLogDir, resolvePolicy } from "../../orchestration/settings.ts";
-import { listHostServices, lockHost, unlockHost } from "../../orchestration/store.ts";
-import { MODULE_NAMES, type ModuleName, type PassResult } from "../../orchestration/types.ts";
+import { errorMessage, SchedulerError } from "../../engine/errors.ts";
+import { stopService } from "../../platform/services/act.ts";
+import { ALLOWLIST_VARIABLE, checkService, hostAllowlist, NOTHING_ALLOWED, refusedEnvKey } from "../../platform/services/allowlist.ts";
+import { splitCommandLine } from "../../platform/services/command-line.ts";
+import { RESULT_CHANNEL, REQUEST_CHANNEL } from "../../platform/services/notify.ts";
+import { deleteDisabled, getService, listServices, saveService, setDesired, validateDefinition } from "../../platform/services/registry.ts";
+import { assertRunnableHere } from "../../platform/services/program.ts";
+import { planHost, type ReconcileContext } from "../../platform/services/reconcile.ts";
+import { protectedPortSet, resolveLogDir, resolvePolicy } from "../../platform/services/settings.ts";
+import { listHostServices, lockHost, unlockHost } from "../../platform/services/store.ts";
+import { MODULE_NAMES, type ModuleName, type PassResult } from "../../platform/services/types.ts";
 import type { CliContext, Command, ParsedArgs } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 
@@ -29,6 +30,8 @@ function cliContext(ctx: CliContext, pool: ReconcileContext["pool"], host: strin
   return {
     pool, host, logger: ctx.logger, policy: resolvePolicy({ stopGraceMs: grace }), protectedPorts: protectedPorts(ctx),
     logDir: resolveLogDir(ctx.config.SCHEDULER_SERVICES_LOG_DIR), children: null,
+    // the CLI stops and observes, it never starts a service: nothing is allowed to it
+    allowlist: NOTHING_ALLOWED,
   };
 }
 
@@ -70,6 +73,25 @@ const list: Command = {
     return 0;
   },
 };
+
+/**
+ * Why the service would be refused where it runs, for services add (which stores it all the
+ * same: the allowlist is the host's, and may be extended there). Null when it would run.
+ */
+function allowlistWarning(ctx: CliContext, definition: { name: string; host: string; command: string; cwd: string | null; env: Record<string, string> }, checkedHere: boolean): string | null {
+  const warn = (problem: string, fix: string) => `warning: service ${definition.name} will not start on host ${definition.host}: ${problem}\n  fix: ${fix}`;
+  if (!checkedHere) {
+    const keys = Object.keys(definition.env).filter(refusedEnvKey);
+    return keys.length > 0 ? warn(`environment variable(s) ${keys.join(", ")} may change which program runs, so ${ALLOWLIST_VARIABLE} refuses the row on every host`, `remove ${keys.join(", ")} from its env`) : null;
+  }
+  let verdict;
+  try {
+    verdict = checkService(definition, hostAllowlist(ctx.config));
+  } catch (error) {
+    return `warning: could not read this host's ${ALLOWLIST_VARIABLE} to check service ${definition.name}: ${errorMessage(error)}`;
+  }
+  return !verdict.allowed && "refusal" in verdict ? warn(verdict.refusal, verdict.fix) : null;
+}
 
 function parseEnv(value: unknown): Record<string, string> {
   const items = value === undefined ? [] : Array.isArray(value) ? value.map(String) : [String(value)];
@@ -130,7 +152,9 @@ const add: Command = {
       throw new SchedulerError("service_exists", `a service named '${name}' already exists`, { hint: "add --replace to overwrite its definition, or pick another name", exitCode: 2 });
     }
     ctx.print(`service ${name} ${saved.inserted ? "added" : "replaced"} on host ${definition.host} (${definition.desired}, port ${definition.port}, module ${definition.module})`);
-    if (!checkedHere) ctx.print(`  not checked here: that ${definition.command} exists on host ${definition.host}`);
+    if (!checkedHere) ctx.print(`  not checked here: that ${definition.command} exists on host ${definition.host}, and that its ${ALLOWLIST_VARIABLE} allows it`);
+    const warning = allowlistWarning(ctx, definition, checkedHere);
+    if (warning) ctx.print(warning);
     return 0;
   },
 };

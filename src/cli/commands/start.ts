@@ -1,7 +1,8 @@
-import { resolveDatabase, type DatabaseTarget } from "../../db/connect.ts";
-import { maskPassword } from "../../db/pool.ts";
-import { prepareScheduler } from "../../runner/prepare.ts";
-import { launchScheduler, type SchedulerHandle } from "../../runner/start.ts";
+import { resolveDatabase, type DatabaseTarget } from "../../engine/db/connect.ts";
+import { maskPassword } from "../../engine/db/pool.ts";
+import type { SchedulerHandle } from "../../engine/runner/options.ts";
+import { launchScheduler } from "../../engine/runner/start.ts";
+import { prepareScheduler } from "../../scheduler.ts";
 import type { Command } from "../command.ts";
 import { listenForShutdown } from "../shutdown.ts";
 
@@ -25,7 +26,7 @@ one adopted), and stops with the node even if the node is killed.`,
     let scheduler: SchedulerHandle | undefined;
     let exitCode = 0;
     try {
-      const prepared = await prepareScheduler({ logger: ctx.logger });
+      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM });
       if (shutdown.isRequested()) return shutdown.exitCode();
       database = await resolveDatabase(ctx.config, ctx.logger, { role: "node" });
       // Passwords stay out of logs; `db url` prints the URL with it.

@@ -7,13 +7,19 @@ export const statusCommand: Command = {
   usage: `systemprompt-scheduler status [--json]
 
 ENABLED is "PAUSED" when the entry or its task is paused (every run would be skipped, so
-there is no next run); who paused it, when and why follow the table.`,
+there is no next run); who paused it, when and why follow the table. TZ is the zone the
+SCHEDULE is read in (?tz=, else SCHEDULER_TIMEZONE); times are UTC. NEXT RUN is the tick
+(an entry with ?jitter= starts up to that much later). RUNS counts runs; ticks skipped by
+?overlap=skip and ticks missed (no node was running, and fill= did not reach back) are
+counted apart. LATE is "LATE" while a tick has waited longer than the entry's grace
+(?grace=, 60s by default) with no run started for it or a later tick.`,
   options: { json: { type: "boolean" } },
   async run(ctx, args) {
     const pool = await ctx.pool();
     const { rows } = await pool.query(
-      `select job_name, task, schedule, enabled, last_run, last_status, next_run, run_count, success_count, failure_count,
-              last_duration_ms, last_error, description, paused_as, paused_at, paused_by, pause_reason
+      `select job_name, task, schedule, timezone, overlap, jitter_ms, enabled, last_run, last_status, next_run, run_count, success_count,
+              failure_count, skipped_count, missed_count, late, late_since, grace_ms, last_duration_ms, last_error, description, paused_as,
+              paused_at, paused_by, pause_reason
        from scheduled_jobs order by job_name`,
     );
     const nodes = await pool.query(
@@ -27,15 +33,22 @@ there is no next run); who paused it, when and why follow the table.`,
     }
     ctx.print(
       renderTable(
-        rows.map((row) => ({ ...row, enabled: row.enabled ? "yes" : "PAUSED", runs: `${row.run_count} (${row.failure_count} failed)` })),
+        rows.map((row) => ({
+          ...row,
+          enabled: row.enabled ? "yes" : "PAUSED",
+          late: row.late ? "LATE" : "",
+          runs: `${row.run_count} (${row.failure_count} failed${Number(row.skipped_count) > 0 ? `, ${row.skipped_count} skipped` : ""}${Number(row.missed_count) > 0 ? `, ${row.missed_count} missed` : ""})`,
+        })),
         [
           { key: "job_name", header: "JOB" },
           { key: "schedule", header: "SCHEDULE" },
+          { key: "timezone", header: "TZ" },
           { key: "enabled", header: "ENABLED" },
           { key: "last_run", header: "LAST RUN" },
           { key: "last_status", header: "STATUS" },
           { key: "last_duration_ms", header: "MS" },
           { key: "next_run", header: "NEXT RUN" },
+          { key: "late", header: "LATE" },
           { key: "runs", header: "RUNS" },
         ],
       ),
@@ -43,6 +56,9 @@ there is no next run); who paused it, when and why follow the table.`,
     for (const row of rows.filter((candidate) => candidate.paused_as)) {
       const what = row.paused_as === row.job_name ? "paused" : `paused through its task '${row.paused_as}'`;
       ctx.print(`\n${row.job_name}: ${what} by ${row.paused_by ?? "?"} at ${formatCell(row.paused_at)}${row.pause_reason ? `: ${row.pause_reason}` : ""}`);
+    }
+    for (const row of rows.filter((candidate) => candidate.late)) {
+      ctx.print(`\n${row.job_name}: late: its tick at ${formatCell(row.late_since)} has not started after a grace of ${Number(row.grace_ms) / 1000}s`);
     }
     const failing = rows.filter((row) => row.last_error);
     for (const row of failing) ctx.print(`\n${row.job_name}: last error: ${row.last_error}`);

@@ -1,0 +1,129 @@
+// bench:idle — what an idle node costs the database: transactions per second counted by
+// PostgreSQL itself (pg_stat_database.xact_commit + xact_rollback of the node's database),
+// read from another database so the reading does not count. Idle: the platform's defaults
+// (heartbeat, rescue pass, service reconciler, crontab and task folder watched) with an empty
+// crontab and no bootstrap job, so no job is due. Measured for 1 and 10 real node processes
+// (`node src/cli/main.ts start`), and, in the same run, for 1 and 10 bare graphile-worker
+// runners (run() with one task, no crontab, its default 2 s poll) on the same server. The
+// count includes the server's own work for that database (autovacuum of the heartbeat rows).
+//
+//   node scripts/with-postgres.ts bench/idle.ts     (BENCH_IDLE_WINDOW_S=60 by default)
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Logger, run } from "graphile-worker";
+import pg from "pg";
+import { adminUrl, createTestDatabase, type TestDatabase } from "../test/helpers/db.ts";
+import { NodeProcess } from "../test/engine/cluster/harness.ts";
+import { loadEngineConfig } from "../src/engine/config.ts";
+
+const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 60);
+// A node's first rescue pass, and with it the hourly pruning of old node records, comes once
+// its connection has been up for the dead threshold (a node that just connected cannot tell a
+// dead peer from a slow one). Ten nodes started together do it together: one-off start-up
+// work that a window opening earlier counts as if it were the idle cost. A bare runner has no
+// such step; it is measured after 20 s, by when its polling alone is left (4 workers, one
+// poll each every 2 s: 2 transactions/s, what it prints).
+const defaults = loadEngineConfig({});
+const NODE_WARMUP_MS = defaults.SCHEDULER_NODE_DEAD_AFTER_MS + 1.25 * defaults.SCHEDULER_RESCUE_INTERVAL_MS + 2000;
+const BARE_WARMUP_MS = 20_000;
+const TARGET = 0.5;
+const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Child mode: one bare graphile-worker runner, idle. */
+async function bareWorker(connectionString: string): Promise<void> {
+  const pool = new pg.Pool({ connectionString, max: 10 });
+  pool.on("error", () => {});
+  const runner = await run({ pgPool: pool, concurrency: 4, logger: new Logger(() => () => {}) }, { noop: async () => {} });
+  console.log("ready");
+  await runner.promise;
+}
+
+/** Transactions the server has counted for `database` so far. */
+async function transactions(admin: pg.Client, database: string): Promise<number> {
+  await admin.query("select pg_stat_clear_snapshot()");
+  const { rows } = await admin.query<{ n: string }>("select xact_commit + xact_rollback as n from pg_stat_database where datname = $1", [database]);
+  return Number(rows[0]!.n);
+}
+
+async function measure(admin: pg.Client, database: string, warmupMs: number): Promise<number> {
+  await sleep(warmupMs);
+  const before = await transactions(admin, database);
+  const started = Date.now();
+  await sleep(WINDOW_S * 1000);
+  const after = await transactions(admin, database);
+  return (after - before) / ((Date.now() - started) / 1000);
+}
+
+async function startBare(db: TestDatabase, count: number): Promise<ChildProcess[]> {
+  const self = fileURLToPath(import.meta.url);
+  return Promise.all(
+    Array.from({ length: count }, () => new Promise<ChildProcess>((resolve, reject) => {
+      const child = spawn(process.execPath, [self, "--bare-worker", db.connectionString], { stdio: ["ignore", "pipe", "inherit"] });
+      child.stdout!.once("data", () => resolve(child));
+      child.once("exit", (code) => reject(new Error(`bare worker exited ${code}`)));
+    })),
+  );
+}
+
+async function scenario(admin: pg.Client, label: string, count: number, warmupMs: number, start: (db: TestDatabase) => Promise<{ stop(): Promise<void> }>): Promise<number> {
+  const db = await createTestDatabase();
+  try {
+    // The fresh database's first vacuum and analyze (autovacuum would run them during the
+    // window) are not the processes' cost.
+    await db.pool.query("vacuum analyze");
+    const running = await start(db);
+    try {
+      const rate = await measure(admin, db.name, warmupMs);
+      console.log(`${label.padEnd(34)} ${count.toString().padStart(2)} × : ${rate.toFixed(2).padStart(6)} tx/s in all, ${(rate / count).toFixed(2)} tx/s per process`);
+      return rate / count;
+    } finally {
+      await running.stop();
+    }
+  } finally {
+    await db.drop();
+  }
+}
+
+async function main(): Promise<void> {
+  const emptyCrontab = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "sps-idle-")), "crontab");
+  fs.writeFileSync(emptyCrontab, "");
+  const admin = new pg.Client({ connectionString: adminUrl() });
+  await admin.connect();
+  console.log(`# bench:idle — transactions/s an idle process causes (pg_stat_database), window ${WINDOW_S} s after a warm-up of ${NODE_WARMUP_MS / 1000} s (nodes) or ${BARE_WARMUP_MS / 1000} s (bare runners); ${os.availableParallelism()} cores`);
+  const nodes = (db: TestDatabase, count: number) => async () => {
+    const started = Array.from({ length: count }, (_, i) => new NodeProcess(`idle${i + 1}`, {
+      DATABASE_URL: db.connectionString,
+      SCHEDULER_HOST: `idle-${i + 1}`,
+      SCHEDULER_CRONTAB: emptyCrontab,
+      SCHEDULER_TASKS_DIR: "",
+      SCHEDULER_BOOTSTRAP_JOBS: ",",
+      // the defaults, not the test harness's fast cluster timings
+      SCHEDULER_HEARTBEAT_MS: "",
+      SCHEDULER_NODE_DEAD_AFTER_MS: "",
+      SCHEDULER_RESCUE_INTERVAL_MS: "",
+      SCHEDULER_CONCURRENCY: "",
+    }));
+    for (const node of started) await node.started(120_000);
+    return { stop: async () => void (await Promise.all(started.map((node) => node.stop()))) };
+  };
+  const results: Record<string, number> = {};
+  for (const count of [1, 10]) {
+    results[`ours${count}`] = await scenario(admin, "systemprompt-scheduler node (idle)", count, NODE_WARMUP_MS, (db) => nodes(db, count)());
+    results[`bare${count}`] = await scenario(admin, "bare graphile-worker runner (idle)", count, BARE_WARMUP_MS, async (db) => {
+      const children = await startBare(db, count);
+      return { stop: async () => void (await Promise.all(children.map((child) => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGINT"); })))) };
+    });
+  }
+  await admin.end();
+  for (const count of [1, 10]) {
+    const ours = results[`ours${count}`]!;
+    const bare = results[`bare${count}`]!;
+    console.log(`${count} node(s): ${ours.toFixed(2)} tx/s per node vs bare graphile-worker ${bare.toFixed(2)} (ratio ${(ours / bare).toFixed(2)}); target ≤ ${TARGET}: ${ours <= TARGET ? "met" : "NOT met"}`);
+  }
+}
+
+if (process.argv[2] === "--bare-worker") await bareWorker(process.argv[3]!);
+else await main();

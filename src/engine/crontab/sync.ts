@@ -1,0 +1,31 @@
+import type { Queryable } from "../db/pool.ts";
+import { readSql } from "../db/sql-file.ts";
+import type { CrontabEntry } from "./parse.ts";
+
+const syncSchedules = readSql(import.meta.url, "sync_schedules.sql");
+
+/** Publishes the loaded crontab to scheduler.schedules, which the scheduled_jobs view reads. */
+export async function publishSchedules(db: Queryable, entries: CrontabEntry[], nodeId: string): Promise<{ removed: number; changed: number }> {
+  const rows = entries.map((entry) => ({
+    job_name: entry.identifier,
+    task: entry.task,
+    schedule: entry.schedule,
+    description: entry.description,
+    payload: entry.payload,
+    options: {
+      queue: entry.item.options.queueName ?? null,
+      jobKey: entry.item.options.jobKey ?? null,
+      jobKeyMode: entry.item.options.jobKeyMode ?? null,
+      maxAttempts: entry.item.options.maxAttempts ?? null,
+      backfillMs: entry.item.options.backfillPeriod,
+      priority: entry.item.options.priority ?? null,
+    },
+    ...entry.fields,
+    timezone: entry.timezone,
+    overlap: entry.overlap,
+    jitter_ms: entry.jitterMs,
+    grace_ms: entry.graceMs,
+  }));
+  const { rows: result } = await db.query<{ removed: number; changed: number }>(syncSchedules, [JSON.stringify(rows), nodeId]);
+  return result[0] ?? { removed: 0, changed: 0 };
+}

@@ -1,0 +1,101 @@
+import type { EventEmitter } from "node:events";
+import { Counter, Histogram, type Registry } from "prom-client";
+import type { Queryable } from "../db/pool.ts";
+import type { Rescue } from "../cluster/rescue.ts";
+import type { MissedHere } from "./cluster-metrics.ts";
+
+// Node-local metrics: what this node did, fed from its job events. Each node counts only
+// its own runs, so summing over nodes (`sum by (job, status)`) never counts a run twice.
+
+const DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600];
+const LATENESS_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900];
+
+interface RunEvent {
+  jobName: string;
+  task: string;
+  durationMs?: number;
+  scheduledFor?: Date | null;
+  startedAt?: string | null;
+}
+
+export interface NodeMetrics {
+  /** This node rescued a dead node: counts the rescue and the runs it marked abandoned. */
+  rescued(rescue: Rescue): Promise<void>;
+  /** Ticks this node's cron found nobody had queued, recorded as missed (sql/engine/021). */
+  missedRecorded(missed: MissedHere[]): void;
+  /** The schedules in the database: their success and failed counters start at 0. */
+  scheduled(schedules: { job: string; task: string }[]): void;
+  stop(): void;
+}
+
+export function nodeMetrics(registry: Registry, events: EventEmitter, db: Queryable): NodeMetrics {
+  const runs = new Counter({
+    name: "scheduler_job_runs_total",
+    help: "Runs this node finished, by outcome (skipped: a paused job's run or an overlap=skip tick; abandoned: runs of nodes this node rescued; missed: ticks nobody ran, recorded when this node's cron resumed)",
+    labelNames: ["job", "task", "status"] as const,
+    registers: [registry],
+  });
+  const duration = new Histogram({
+    name: "scheduler_job_run_duration_seconds",
+    help: "How long this node's runs took, successful or failed",
+    labelNames: ["job", "task"] as const,
+    buckets: DURATION_BUCKETS,
+    registers: [registry],
+  });
+  const lateness = new Histogram({
+    name: "scheduler_job_lateness_seconds",
+    help: "Start of a scheduled run minus the tick it was scheduled for (jitter included), on this node",
+    labelNames: ["job"] as const,
+    buckets: LATENESS_BUCKETS,
+    registers: [registry],
+  });
+  const rescues = new Counter({
+    name: "scheduler_rescues_total",
+    help: "Dead nodes this node declared dead and rescued",
+    registers: [registry],
+  });
+
+  const onStart = (event: RunEvent) => {
+    if (!event.scheduledFor || !event.startedAt) return;
+    const late = (Date.parse(event.startedAt) - event.scheduledFor.getTime()) / 1000;
+    if (Number.isFinite(late)) lateness.observe({ job: event.jobName }, Math.max(0, late));
+  };
+  const finished = (status: string) => (event: RunEvent) => {
+    runs.inc({ job: event.jobName, task: event.task, status });
+    if (event.durationMs !== undefined) duration.observe({ job: event.jobName, task: event.task }, event.durationMs / 1000);
+  };
+  const onSuccess = finished("success");
+  const onFailed = finished("failed");
+  const onSkipped = finished("skipped");
+  events.on("job:start", onStart);
+  events.on("job:success", onSuccess);
+  events.on("job:failed", onFailed);
+  events.on("job:skipped", onSkipped);
+
+  return {
+    async rescued(rescue) {
+      rescues.inc();
+      if (rescue.runs_abandoned.length === 0) return;
+      const { rows } = await db.query<{ job_name: string; task: string; n: number }>(
+        "select job_name, task, count(*)::int as n from scheduler.job_runs where id = any($1::bigint[]) group by 1, 2",
+        [rescue.runs_abandoned],
+      );
+      for (const row of rows) runs.inc({ job: row.job_name, task: row.task, status: "abandoned" }, row.n);
+    },
+    missedRecorded(missed) {
+      for (const { job, task, n } of missed) runs.inc({ job, task, status: "missed" }, n);
+    },
+    // A counter series that first appears at 1 (or 3, after three quick attempts) shows no
+    // increase() in Prometheus: the first scrape is its baseline. Starting each schedule's
+    // success and failed series at 0 lets the alert rules (ops/prometheus) see its first failures.
+    scheduled(schedules) {
+      for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ job, task, status }, 0);
+    },
+    stop() {
+      events.off("job:start", onStart);
+      events.off("job:success", onSuccess);
+      events.off("job:failed", onFailed);
+      events.off("job:skipped", onSkipped);
+    },
+  };
+}

@@ -1,0 +1,285 @@
+import { EventEmitter } from "node:events";
+import fs from "node:fs";
+import path from "node:path";
+import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPool } from "graphile-worker";
+import { createPool, describeTarget, waitForDatabase, type Pool } from "../db/pool.ts";
+import { ensureSchema } from "../db/readiness.ts";
+import { schemaPlanOf } from "../db/schema-plan.ts";
+import { requireSessionConnection } from "../db/session-check.ts";
+import { projectRoot } from "../db/sql-file.ts";
+import { SchedulerError } from "../errors.ts";
+import { graphileLoggerFor } from "../log.ts";
+import type { CrontabEntry } from "../crontab/parse.ts";
+import { publishSchedules } from "../crontab/sync.ts";
+import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
+import { pruneRuns } from "../history/runs.ts";
+import { waitForRun } from "../history/wait.ts";
+import { applicationNameFor, publishNodeTasks } from "../cluster/nodes.ts";
+import { startClusterNode } from "../cluster/node.ts";
+import { queueBootstrapJobs } from "./bootstrap.ts";
+import { drainWorker } from "./drain.ts";
+import { holdJitteredTicks } from "./jitter.ts";
+import { wakeIdleWorkers } from "./wakeups.ts";
+import type { SchedulerHandle, SchedulerOptions } from "./options.ts";
+import type { PreparedScheduler } from "./prepare.ts";
+import { enqueueRun, entryForRun, requestForEntry, requestForTask } from "./run-request.ts";
+import type { PackNodeLoop } from "../pack.ts";
+import { describeAddress } from "../http/address.ts";
+import { schedulerMetrics, type SchedulerMetrics } from "../http/metrics.ts";
+import { checkReadiness } from "../http/readiness.ts";
+import { nodeRoutes } from "../http/routes.ts";
+import { startHttpServer, type HttpEndpoint } from "../http/server.ts";
+
+export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
+
+const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
+
+/**
+ * Connects and makes sure the schema is current (migrating only when it is not, so a node
+ * connected as a runtime role issues no DDL), then runs graphile-worker
+ * with the node's own loops (heartbeat and rescue, history pruning, crontab and task-file
+ * reload) and the packs'. `prepared` comes from prepareScheduler, which checked everything
+ * that needs no database. Signals are the caller's business: call stop().
+ */
+export async function launchScheduler(prepared: PreparedScheduler): Promise<SchedulerHandle> {
+  const { options, config, log, host, nodeId, events, cancelJobs, tasks, crontab, bootstrapJobs, packs } = prepared;
+  const connectionString = options.connectionString ?? config.DATABASE_URL;
+  if (!options.pool && !connectionString) {
+    throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL", exitCode: 2 });
+  }
+  const concurrency = options.concurrency ?? config.SCHEDULER_CONCURRENCY;
+  if (!options.pool) await waitForDatabase(connectionString!, { logger: log });
+  const pool: Pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
+  const ownsPool = !options.pool;
+
+  try {
+    // Before any job is taken: a transaction-mode pooler would let a node run one job and die.
+    await requireSessionConnection(pool, connectionString ? describeTarget(connectionString) : "the application's pool");
+    await ensureSchema(pool, log, schemaPlanOf(packs));
+  } catch (error) {
+    if (ownsPool) await pool.end();
+    throw error;
+  }
+
+  let entries = crontab.entries;
+  const liveItems: ParsedCronItem[] = entries.map((entry) => entry.item);
+
+  // Only with an HTTP endpoint: without one nobody reads them.
+  const metrics: SchedulerMetrics | null = prepared.http
+    ? schedulerMetrics({ db: pool, events, packs, nodeId, deadAfterMs: prepared.cluster.deadAfterMs, logger: log, cacheMs: options.metricsCacheMs })
+    : null;
+
+  // Shared with the heartbeat, which registers the node again after it was pruned.
+  const registration = { nodeId, host, version, applicationName: applicationNameFor(nodeId), tasks: [...tasks.names()].sort() };
+  const cluster = await startClusterNode({
+    pool,
+    node: registration,
+    logger: log,
+    patientPool: ownsPool,
+    finishedJobs: prepared.runtime.finishedJobs,
+    runEvents: events,
+    ...prepared.cluster,
+    onRescue: metrics ? (rescue) => void metrics.node.rescued(rescue).catch((error: unknown) => log.warn({ err: error }, "counting a rescue's abandoned runs failed")) : undefined,
+  });
+  await publishSchedules(pool, entries, nodeId);
+
+  const workerEvents = new EventEmitter() as WorkerEvents;
+  let workerPool: WorkerPool | undefined;
+  workerEvents.on("pool:create", ({ workerPool: created }) => {
+    workerPool = created;
+  });
+  cluster.watchWorker(workerEvents);
+  const wakeups = wakeIdleWorkers({ events: workerEvents, workerPool: () => workerPool, concurrency, db: pool, logger: log });
+  const jitter = holdJitteredTicks(workerEvents, () => workerPool);
+
+  const runner: Runner = await run(
+    {
+      pgPool: pool,
+      noHandleSignals: true,
+      logger: graphileLoggerFor(log),
+      events: workerEvents,
+      preset: {
+        plugins: [cluster.graphilePlugin],
+        worker: {
+          concurrentJobs: concurrency,
+          // graphile-worker 0.17+ batches completions; a job finishing during shutdown
+          // would otherwise stay locked for 4 hours.
+          completeJobBatchDelay: 0,
+          failJobBatchDelay: 0,
+          // New jobs, rescued ones and woken lock waiters arrive by NOTIFY, retries and what
+          // was missed while not listening by wakeIdleWorkers: polling is only the fallback,
+          // so an idle node costs next to nothing.
+          pollInterval: options.pollIntervalMs ?? config.SCHEDULER_POLL_INTERVAL_MS,
+          ...options.workerPreset,
+        },
+      },
+    },
+    tasks.taskList,
+    liveItems,
+  );
+
+  await queueBootstrapJobs(pool, bootstrapJobs, nodeId, log);
+
+  const timers: NodeJS.Timeout[] = [];
+  const every = (ms: number, what: string, fn: () => Promise<unknown>) => {
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy) return;
+      busy = true;
+      fn()
+        .catch((error: unknown) => log.warn({ err: error }, `${what} failed; will retry`))
+        .finally(() => (busy = false));
+    }, ms);
+    timers.push(timer);
+  };
+  const retentionDays = prepared.cluster.retentionDays;
+  const prune = async () => {
+    const removed = await pruneRuns(pool, retentionDays);
+    if (removed > 0) log.info({ removed, retentionDays }, "pruned old run history");
+  };
+  every(3_600_000, "history pruning", prune);
+  prune().catch((error: unknown) => log.warn({ err: error }, "history pruning failed"));
+
+  const packLoops: PackNodeLoop[] = [];
+  for (const pack of packs) {
+    const loop = await pack.startNode?.({ config, pool, host, nodeId, connectionString, logger: log });
+    if (loop) packLoops.push(loop);
+  }
+
+  // New task files are loaded live; the node tells the cluster it can now run them.
+  let publishedTasks = registration.tasks.join();
+  const refreshTasks = async () => {
+    await tasks.refresh();
+    const names = [...tasks.names()].sort();
+    if (names.join() === publishedTasks) return;
+    registration.tasks = names;
+    await publishNodeTasks(pool, nodeId, names);
+    publishedTasks = names.join();
+  };
+  const crontabPollMs = options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS;
+  let watcher: CrontabWatcher | null = null;
+  if (crontab.path) {
+    watcher = watchCrontab({
+      path: crontab.path,
+      initialText: crontab.text,
+      catalog: tasks,
+      parseOptions: crontab.parseOptions,
+      liveItems,
+      intervalMs: crontabPollMs,
+      logger: log,
+      beforeCheck: refreshTasks,
+      async onChange(next: CrontabEntry[]) {
+        entries = next;
+        await publishSchedules(pool, next, nodeId);
+        events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
+      },
+    });
+  } else {
+    every(crontabPollMs, "task folder reload", refreshTasks);
+  }
+
+  log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
+
+  let stopping: Promise<void> | null = null;
+  const hurry = new AbortController();
+  const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
+  const stop = (stopOptions: { hurry?: boolean } = {}) => {
+    if (stopOptions.hurry) hurry.abort();
+    stopping ??= (async () => {
+      await http?.close();
+      metrics?.stop();
+      watcher?.stop();
+      wakeups.stop();
+      jitter.stop();
+      for (const timer of timers) clearInterval(timer);
+      await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, hurry: hurry.signal, db: pool, nodeId, logger: log });
+      for (const loop of packLoops.reverse()) await loop.stop().catch((error: unknown) => log.error({ err: error }, "stopping a node loop failed"));
+      await cluster.stop();
+      if (ownsPool) await pool.end();
+      log.info("scheduler stopped");
+      events.emit("stopped");
+    })();
+    return stopping;
+  };
+
+  const done = Promise.race([
+    runner.promise.then(
+      () => undefined,
+      (error: unknown) => {
+        log.error({ err: error }, "the worker stopped with an error");
+        throw error;
+      },
+    ),
+    // Database gone for good, or graphile-worker gave up its worker pool: stop, exit non-zero.
+    cluster.failure,
+  ]);
+  // A library user who never awaits `done` must not get an unhandled rejection; `stopped`
+  // and the logs say it too.
+  let failed: string | null = null;
+  done.catch((error: unknown) => {
+    failed = `the node failed: ${error instanceof Error ? error.message : String(error)}`;
+  });
+
+  // Last, so /readyz never answers for a node that is not running its worker yet. An address
+  // in use that was asked for stops the node again and refuses it (exit 2).
+  let http: HttpEndpoint | null = null;
+  if (prepared.http && metrics) {
+    try {
+      http = await startHttpServer(
+        prepared.http,
+        nodeRoutes(
+          { db: pool, config, packs, tasks, nodeId, host, version, deadAfterMs: prepared.cluster.deadAfterMs, token: prepared.httpToken },
+          {
+            readiness: () =>
+              checkReadiness({
+                db: pool,
+                databaseDownSince: () => cluster.health.downSince,
+                workerProblem: () => failed ?? (stopping ? "the node is stopping" : workerPool ? null : "the worker has not started its pool yet"),
+              }),
+            metrics: async () => ({ contentType: metrics.contentType, body: await metrics.render() }),
+          },
+        ),
+        log,
+      );
+    } catch (error) {
+      // The default address taken (a second node on this machine): the node runs without its
+      // endpoint rather than refuse to start; an address asked for must be served or refused.
+      const inUse = ((error as { cause?: { code?: string } }).cause?.code ?? "") === "EADDRINUSE";
+      if (inUse && !prepared.httpExplicit) {
+        log.warn({ address: describeAddress(prepared.http) }, "the HTTP endpoint (/healthz, /readyz, /metrics) is not served: its default address is taken, by another node on this machine? Set SCHEDULER_HTTP_ADDR for each node");
+      } else {
+        await stop({ hurry: true });
+        throw error;
+      }
+    }
+  }
+
+  return {
+    nodeId,
+    host,
+    events,
+    pool,
+    httpAddress: http ? describeAddress(http.address) : null,
+    async runJob(name, payload = {}, runOptions = {}) {
+      const entry = entries.find((candidate) => candidate.identifier === name);
+      if (!entry && !tasks.names().has(name)) {
+        throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, {
+          hint: `tasks: ${[...tasks.names()].sort().join(", ")}; entries: ${entries.map((e) => e.identifier).sort().join(", ") || "(none)"}`,
+          exitCode: 2,
+        });
+      }
+      const request = entry ? requestForEntry(entryForRun(entry), payload) : requestForTask(name, payload);
+      const problem = tasks.checkPayload(request.task, request.fields);
+      if (problem) throw new SchedulerError("invalid_payload", problem, { exitCode: 2 });
+      const { jobId, lastRunId } = await enqueueRun(pool, request);
+      const queued = { jobId, jobName: request.jobName, task: request.task };
+      if (!runOptions.wait) return queued;
+      return { ...queued, run: await waitForRun(pool, jobId, lastRunId, runOptions.timeoutMs ?? 600_000) };
+    },
+    reloadCrontab: () => (watcher ? watcher.check() : refreshTasks().then(() => null)),
+    schedules: () => entries,
+    stop,
+    done,
+  };
+}
+

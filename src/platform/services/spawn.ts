@@ -1,0 +1,104 @@
+// Starting a service process: detached in its own session and process group (so a stop
+// reaches its children, and a Ctrl-C of the scheduler does not), output appended to a log
+// file per service, markers in its environment that prove later that we started it.
+import { spawn, type ChildProcess } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import { SchedulerError } from "../../engine/errors.ts";
+import { checkService, ServiceNotAllowed, type Allowlist } from "./allowlist.ts";
+import { MARKER_INSTANCE, MARKER_SERVICE, bootId, readProcess, type ProcessIdentity } from "./proc.ts";
+
+export interface SpawnSpec {
+  name: string;
+  host: string;
+  command: string;
+  args: string[];
+  cwd: string | null;
+  env: Record<string, string>;
+  port: number;
+  instanceId: string;
+}
+
+export interface Spawned {
+  child: ChildProcess;
+  /** Null when the process was gone before its start time could be read. */
+  identity: ProcessIdentity | null;
+  logFile: string;
+}
+
+/** What a service inherits from the scheduler: enough to run, not its secrets (DATABASE_URL...). */
+const INHERITED = ["PATH", "HOME", "USER", "LOGNAME", "SHELL", "LANG", "LANGUAGE", "TZ", "TMPDIR"];
+
+export function serviceEnvironment(spec: Pick<SpawnSpec, "name" | "host" | "env" | "port" | "instanceId">, parent: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [key, value] of Object.entries(parent)) {
+    if (value !== undefined && (INHERITED.includes(key) || key.startsWith("LC_"))) env[key] = value;
+  }
+  env.PORT = String(spec.port);
+  for (const [key, value] of Object.entries(spec.env)) env[key] = String(value);
+  env[MARKER_SERVICE] = spec.name;
+  env[MARKER_INSTANCE] = spec.instanceId;
+  env.SYSTEMPROMPT_SERVICE_HOST = spec.host;
+  return env;
+}
+
+export function logFileFor(logDir: string, name: string): string {
+  return path.join(logDir, `${name.replace(/[^A-Za-z0-9._-]/g, "_")}.log`);
+}
+
+/** A whole command line in `command` (a row written in SQL, say): where its arguments go instead. */
+function wholeLineHint(command: string): string {
+  return /\s/.test(command.trim())
+    ? `; the command column names one program and its arguments go in args (services add --command "${command}" splits it for you)`
+    : "";
+}
+
+/**
+ * Starts the service if the host's allowlist allows its program: ServiceNotAllowed otherwise,
+ * checked here, at the last moment, so no caller can start a service without the check. The
+ * resolved real path is what is executed (argv[0] stays the command as given).
+ */
+export async function spawnService(spec: SpawnSpec, logDir: string, allowlist: Allowlist): Promise<Spawned> {
+  const verdict = checkService(spec, allowlist);
+  if (!verdict.allowed) {
+    if ("refusal" in verdict) throw new ServiceNotAllowed(spec.name, verdict.refusal, verdict.fix);
+    throw new SchedulerError("service_spawn_failed", `could not start service ${spec.name}: ${verdict.notFound}`, { hint: `${verdict.hint}${wholeLineHint(spec.command)}` });
+  }
+  const logFile = logFileFor(logDir, spec.name);
+  let fd: number;
+  try {
+    fs.mkdirSync(logDir, { recursive: true });
+    fd = fs.openSync(logFile, "a");
+  } catch (error) {
+    throw new SchedulerError("service_log_unwritable", `cannot open the log file ${logFile} of service ${spec.name}: ${(error as Error).message}`, {
+      hint: "make the services log directory writable (SCHEDULER_SERVICES_LOG_DIR)",
+      cause: error,
+    });
+  }
+  let child: ChildProcess;
+  try {
+    fs.writeSync(fd, `\n--- ${new Date().toISOString()} starting ${spec.name} (instance ${spec.instanceId}): ${[spec.command, ...spec.args].join(" ")}\n`);
+    child = spawn(verdict.executable, spec.args, {
+      argv0: spec.command,
+      cwd: spec.cwd ?? undefined,
+      env: serviceEnvironment(spec),
+      detached: true,
+      stdio: ["ignore", fd, fd],
+    });
+  } finally {
+    fs.closeSync(fd); // the child holds its own copy
+  }
+  const spawnError = new Promise<Error>((resolve) => child.once("error", resolve));
+  child.on("error", () => {}); // reported through spawnError or the exit record, never thrown
+  if (child.pid === undefined) {
+    const error = await spawnError;
+    throw new SchedulerError("service_spawn_failed", `could not start service ${spec.name}: ${error.message}`, {
+      hint: `check that '${spec.command}' exists and is executable${spec.cwd ? ` and that the directory ${spec.cwd} exists` : ""}${wholeLineHint(spec.command)}`,
+      cause: error,
+    });
+  }
+  child.unref();
+  const info = readProcess(child.pid);
+  const identity = info ? { pid: child.pid, startTicks: info.startTicks, bootId: bootId() } : null;
+  return { child, identity, logFile };
+}
