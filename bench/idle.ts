@@ -4,8 +4,9 @@
 // (heartbeat, rescue pass, service reconciler, crontab and task folder watched) with an empty
 // crontab and no bootstrap job, so no job is due. Measured for 1 and 10 real node processes
 // (`node src/cli/main.ts start`), and, in the same run, for 1 and 10 bare graphile-worker
-// runners (run() with one task, no crontab, its default 2 s poll) on the same server. The
-// count includes the server's own work for that database (autovacuum of the heartbeat rows).
+// runners (run() with one task, no crontab, its default 2 s poll) on the same server, each
+// scenario in its own database, a bare one beside a node one. The count includes the server's
+// own work for that database (autovacuum of the heartbeat rows).
 //
 //   node scripts/with-postgres.ts bench/idle.ts     (BENCH_IDLE_WINDOW_S=60 by default)
 import { spawn, type ChildProcess } from "node:child_process";
@@ -109,13 +110,21 @@ async function main(): Promise<void> {
     for (const node of started) await node.started(120_000);
     return { stop: async () => void (await Promise.all(started.map((node) => node.stop()))) };
   };
+  const bare = (count: number) => async (db: TestDatabase) => {
+    const children = await startBare(db, count);
+    return { stop: async () => void (await Promise.all(children.map((child) => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGINT"); })))) };
+  };
+  // Each scenario counts its own database's transactions, so two can run at once: the bare
+  // runners are measured while the nodes warm up. Paired big with small (1 node beside 10
+  // bare runners, then 10 nodes beside 1), so the server never holds both tens' connections.
   const results: Record<string, number> = {};
-  for (const count of [1, 10]) {
-    results[`ours${count}`] = await scenario(admin, "systemprompt-scheduler node (idle)", count, NODE_WARMUP_MS, (db) => nodes(db, count)());
-    results[`bare${count}`] = await scenario(admin, "bare graphile-worker runner (idle)", count, BARE_WARMUP_MS, async (db) => {
-      const children = await startBare(db, count);
-      return { stop: async () => void (await Promise.all(children.map((child) => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGINT"); })))) };
-    });
+  for (const [ours, theirs] of [[1, 10], [10, 1]] as const) {
+    const [node, runner] = await Promise.all([
+      scenario(admin, "systemprompt-scheduler node (idle)", ours, NODE_WARMUP_MS, (db) => nodes(db, ours)()),
+      scenario(admin, "bare graphile-worker runner (idle)", theirs, BARE_WARMUP_MS, bare(theirs)),
+    ]);
+    results[`ours${ours}`] = node;
+    results[`bare${theirs}`] = runner;
   }
   await admin.end();
   for (const count of [1, 10]) {
