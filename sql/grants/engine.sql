@@ -49,6 +49,8 @@ grant select, insert, update on scheduler.bootstrap_runs to :"runtime_role";
 grant select, insert, update, delete on scheduler.nodes to :"runtime_role";
 grant select, insert, delete on scheduler.rescues to :"runtime_role";
 grant usage, select on sequence scheduler.rescues_id_seq to :"runtime_role";
+-- When this server became the primary (a failover: rescue waits for reconnecting nodes).
+grant select, insert on scheduler.server_timelines to :"runtime_role";
 -- Runs of an exclusive job waiting for its lock.
 grant select, insert, delete on scheduler.lock_waiters to :"runtime_role";
 grant execute on all functions in schema scheduler to :"runtime_role";

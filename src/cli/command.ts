@@ -30,6 +30,8 @@ export interface Command {
   options?: NonNullable<ParseArgsConfig["options"]>;
   /** How many positional arguments it takes (default none); more are refused. */
   maxPositionals?: number;
+  /** It only reads the database: it may run on a standby (DATABASE_URL's target_session_attrs). */
+  readsOnly?: boolean;
   /** Sub-commands, e.g. `services list`; when present, `run` is not called. */
   subcommands?: Command[];
   run(ctx: CliContext, args: ParsedArgs): Promise<number>;

@@ -96,8 +96,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       logger,
       async pool() {
         if (!pool) {
-          database = await resolveDatabase(config, logger);
-          pool = createPool(database.connectionString, { max: 4, logger, types: cliTypes });
+          // A command that changes something needs a server that takes writes; one that only
+          // reads may use what the connection string asks for (a standby, say).
+          const words = argv.slice(0, argv.length - rest.length).join(" ");
+          database = await resolveDatabase(config, logger, command.readsOnly ? {} : { writes: `'${words}'` });
+          pool = createPool(database.connector, { max: 4, logger, types: cliTypes });
         }
         return pool;
       },

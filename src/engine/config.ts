@@ -1,6 +1,7 @@
 import os from "node:os";
 import { z } from "zod";
 import { zoneProblem } from "./crontab/zone.ts";
+import { ConnectionStringError, maskConnectionString, parseConnectionString } from "./db/connection-string.ts";
 import { SchedulerError } from "./errors.ts";
 import { parseHttpAddr } from "./http/address.ts";
 
@@ -23,9 +24,17 @@ export const httpToken = z
  * src/platform/config.ts); src/config.ts joins them for the CLI.
  */
 export const engineSettings = {
+  /** A libpq connection string, URL or keyword form, with one host or several (db/connection-string.ts). */
   DATABASE_URL: z
     .string()
-    .regex(/^postgres(ql)?:\/\//, "a postgres:// connection string")
+    .superRefine((text, ctx) => {
+      try {
+        parseConnectionString(text, { label: "" });
+      } catch (error) {
+        if (!(error instanceof ConnectionStringError)) throw error;
+        ctx.addIssue({ code: "custom", message: `${error.problem}; e.g. postgres://user:password@host1:5432,host2:5432/database?target_session_attrs=read-write, or host=host1,host2 dbname=database` });
+      }
+    })
     .optional(),
   SCHEDULER_DATA_DIR: z.string().min(1).default(".data/postgres"),
   SCHEDULER_EMBEDDED_PORT: integer(1, 65535).default(54329),
@@ -76,6 +85,8 @@ export const engineSettings = {
 
 export type EngineConfig = z.infer<z.ZodObject<typeof engineSettings>>;
 
+const SECRET_URLS = new Set(["DATABASE_URL", "TEST_DATABASE_URL"]);
+
 /** An empty value means "unset", except for these lists, where it means "none". */
 const EMPTY_MEANS_NONE = new Set(["SCHEDULER_BOOTSTRAP_JOBS"]);
 
@@ -94,7 +105,9 @@ export function readSettings<S extends z.ZodRawShape>(shape: S, env: NodeJS.Proc
   if (!parsed.success) {
     const lines = parsed.error.issues.map((issue) => {
       const key = String(issue.path[0] ?? "?");
-      return `  ${key}=${JSON.stringify(relevant[key] ?? "")}: ${issue.message}`;
+      // A connection string is shown without its password.
+      const shown = SECRET_URLS.has(key) ? maskConnectionString(relevant[key] ?? "") : (relevant[key] ?? "");
+      return `  ${key}=${JSON.stringify(shown)}: ${issue.message}`;
     });
     throw new SchedulerError("invalid_config", `invalid configuration:\n${lines.join("\n")}`, {
       hint: "set these environment variables to valid values (see the configuration table in README.md)",

@@ -18,7 +18,15 @@ export interface PackNodeContext {
   /** The node's connection string (null when the application passed its own pool). */
   connectionString: string | undefined;
   logger: Logger;
+  /**
+   * LISTEN on the node's own session (no connection of the pack's own): again after every
+   * reconnect, then `onReconnect` (notifications may have been missed). Resolves to unlisten.
+   */
+  listen: SessionListen;
 }
+
+/** LISTEN on the node's session: `onReconnect` after each new session; resolves to unlisten. */
+export type SessionListen = (channel: string, onNotification: (payload: string) => void, onReconnect?: () => void) => Promise<() => Promise<void>>;
 
 /** A loop a pack runs on every node (e.g. the platform's service reconciler); stopped after the worker drains. */
 export interface PackNodeLoop {

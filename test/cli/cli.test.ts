@@ -43,7 +43,7 @@ describe("CLI", () => {
     assert.equal(result.code, 2);
     assert.match(result.stderr, /SCHEDULER_CONCURRENCY="lots"/);
     assert.match(result.stderr, /LOG_LEVEL="loud"/);
-    assert.match(result.stderr, /DATABASE_URL="mysql:\/\/x": a postgres:\/\/ connection string/);
+    assert.match(result.stderr, /DATABASE_URL="mysql:\/\/x": unknown scheme "mysql:" \(expected postgres:\/\/ or postgresql:\/\/\); e\.g\. postgres:\/\/user:password@host1:5432,host2:5432\/database/);
   });
 
   it("fails clearly, naming host and port, when the database is unreachable", async () => {

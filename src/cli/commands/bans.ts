@@ -21,6 +21,7 @@ function requireIp(positionals: string[], usage: string): string {
 
 const listCommand: Command = {
   name: "list",
+  readsOnly: true,
   summary: "banned IP addresses, newest first",
   usage: "systemprompt-scheduler bans list [--active] [--limit N] [--json]",
   options: { active: { type: "boolean" }, limit: { type: "string", short: "n" }, json: { type: "boolean" } },

@@ -5,6 +5,7 @@ import { resolveJobName } from "./jobs.ts";
 
 export const historyCommand: Command = {
   name: "history",
+  readsOnly: true,
   summary: "recent runs (one row per attempt), newest first",
   usage: `systemprompt-scheduler history [JOB] [--limit N] [--json]
 

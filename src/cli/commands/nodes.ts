@@ -11,6 +11,7 @@ function age(ms: number): string {
 
 export const nodesCommand: Command = {
   name: "nodes",
+  readsOnly: true,
   summary: "scheduler nodes: host, pid, started, last heartbeat, alive/dead, running jobs",
   usage: `systemprompt-scheduler nodes [--all] [--json]
 

@@ -54,6 +54,7 @@ function seconds(value: unknown, flag: string, fallback: number): number {
 
 const list: Command = {
   name: "list",
+  readsOnly: true,
   summary: "every service with its desired and observed state",
   usage: "systemprompt-scheduler services list [--host HOST] [--json]",
   options: { json: { type: "boolean" }, host: { type: "string" } },

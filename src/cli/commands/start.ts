@@ -28,7 +28,7 @@ one adopted), and stops with the node even if the node is killed.`,
     try {
       const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM });
       if (shutdown.isRequested()) return shutdown.exitCode();
-      database = await resolveDatabase(ctx.config, ctx.logger, { role: "node" });
+      database = await resolveDatabase(ctx.config, ctx.logger, { role: "node", writes: "a node", primaryTimeoutMs: ctx.config.SCHEDULER_DB_GIVE_UP_MS });
       // Passwords stay out of logs; `db url` prints the URL with it.
       ctx.logger.info(
         { url: maskPassword(database.connectionString), ...(database.embedded ? { withPassword: "systemprompt-scheduler db url" } : {}) },

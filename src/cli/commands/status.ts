@@ -3,6 +3,7 @@ import { formatCell, renderTable, toJson } from "../table.ts";
 
 export const statusCommand: Command = {
   name: "status",
+  readsOnly: true,
   summary: "every scheduled job with its last and next run, and the live nodes",
   usage: `systemprompt-scheduler status [--json]
 

@@ -1,4 +1,4 @@
-import { describeTarget } from "../db/pool.ts";
+import { isReadOnlyError } from "../db/server-role.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 
@@ -93,18 +93,28 @@ export class DatabaseHealth {
     this.lastError = error;
     if (this.downSince === null) {
       this.downSince = Date.now();
+      // A read-only server: the connector has said so, once for the episode (db/connector.ts).
+      if (isReadOnlyError(error)) return;
       this.logger.warn(
         { error: errorMessage(error), giveUpAfterMs: this.giveUpMs },
-        `lost the database connection (${describeTarget(this.target)}); reconnecting with back-off, running jobs wait for it`,
+        `lost the database connection (${this.target}); reconnecting with back-off, running jobs wait for it`,
       );
       return;
     }
     const downMs = Date.now() - this.downSince;
     if (downMs >= this.giveUpMs && !this.givenUp) {
+      const readOnly = isReadOnlyError(error);
       this.givenUp = new SchedulerError(
-        "database_lost",
-        `no answer from PostgreSQL at ${describeTarget(this.target)} for ${Math.round(downMs / 1000)} s (last error: ${errorMessage(error)}); this node stops`,
-        { hint: "start PostgreSQL or fix DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer; a supervisor (systemd, Kubernetes) restarts the node", exitCode: 1 },
+        readOnly ? "no_primary" : "database_lost",
+        readOnly
+          ? `no server that takes writes at ${this.target} for ${Math.round(downMs / 1000)} s (last: ${errorMessage(error)}); this node stops`
+          : `no answer from PostgreSQL at ${this.target} for ${Math.round(downMs / 1000)} s (last error: ${errorMessage(error)}); this node stops`,
+        {
+          hint: readOnly
+            ? "promote a standby (or let the HA manager finish its failover), or list the primary in DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer; a supervisor (systemd, Kubernetes) restarts the node"
+            : "start PostgreSQL or fix DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer; a supervisor (systemd, Kubernetes) restarts the node",
+          exitCode: 1,
+        },
       );
       this.logger.fatal({ error: errorMessage(error), downMs }, this.givenUp.describe());
       this.onGiveUp(this.givenUp);
@@ -115,7 +125,8 @@ export class DatabaseHealth {
   poolConnectFailed(error: unknown): void {
     if (!this.poolWaiting) {
       this.poolWaiting = true;
-      this.logger.warn({ error: errorMessage(error) }, "waiting for a database connection (the server refuses or the pool is full); retrying with back-off");
+      if (isReadOnlyError(error)) this.logger.warn({ error: errorMessage(error) }, "waiting for a database connection to a server that takes writes; retrying with back-off");
+      else this.logger.warn({ error: errorMessage(error) }, "waiting for a database connection (the server refuses or the pool is full); retrying with back-off");
     }
   }
 

@@ -1,20 +1,27 @@
-import pg from "pg";
+import type pg from "pg";
+import type { Connector } from "../db/connector.ts";
+import { startNodeSession, type NodeSession } from "../db/node-session.ts";
+import { isReadOnlyError } from "../db/server-role.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
-import { backoffMs, type DatabaseHealth } from "./health.ts";
+import type { DatabaseHealth } from "./health.ts";
 import { heartbeatNode, registerNode, takeLivenessLock, type NodeRegistration } from "./nodes.ts";
 
-// The heartbeat runs on a connection of its own, never the pool: jobs can hold every pooled
-// connection, and a server that refuses new connections must not silence a live node. It is
-// a chain of timeouts (a late beat never piles up), reconnects with back-off, and is the
-// judge of whether the database is there at all (DatabaseHealth).
+// The heartbeat runs on the node's own session (db/node-session.ts), never the pool: jobs can
+// hold every pooled connection, and a server that refuses new connections must not silence a
+// live node. It is a chain of timeouts (a late beat never piles up) and the judge of whether
+// the database is there at all (DatabaseHealth). A beat is also the session's liveness check:
+// a statement every interval, with a timeout, so a silently dead socket is noticed within
+// seconds, not after the kernel's retransmission timeout (about 15 minutes).
 
 export interface Heartbeat {
+  /** The node's session: liveness lock, heartbeat, every LISTEN of the node. */
+  session: NodeSession;
   stop(): Promise<void>;
 }
 
 export function startHeartbeat(options: {
-  clientConfig: pg.ClientConfig;
+  connector: Connector;
   node: NodeRegistration;
   intervalMs: number;
   health: DatabaseHealth;
@@ -22,54 +29,47 @@ export function startHeartbeat(options: {
   /** Called after a beat that found other nodes quiet (missed a beat): time for a rescue pass. */
   onQuietNodes?(count: number): void;
 }): Heartbeat {
-  const { node, intervalMs, health, logger } = options;
+  const { connector, node, intervalMs, health, logger } = options;
   // A beat that hangs (server frozen, network black hole) counts as a failure well before
   // other nodes would declare this one dead.
   const timeoutMs = Math.max(1000, intervalMs * 2);
-  let client: pg.Client | null = null;
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   let failures = 0;
   let inFlight: Promise<void> = Promise.resolve();
 
-  const dropClient = () => {
-    const old = client;
-    client = null;
-    old?.end().catch(() => {});
-  };
-
   /**
-   * The heartbeat's connection holds the node's liveness lock for as long as it lives: when
-   * the process dies, PostgreSQL ends the session and frees the lock, and rescuers know the
-   * node is gone (sql/009). A connection that breaks is replaced at once, lock and all, so a
-   * live node's lock is never free for longer than a reconnect.
+   * The session holds the node's liveness lock for as long as it lives: when the process
+   * dies, PostgreSQL ends the session and frees the lock, and rescuers know the node is gone
+   * (sql/009). A session that breaks is replaced at once, lock and all, so a live node's lock
+   * is never free for longer than a reconnect.
    */
-  async function connect(): Promise<pg.Client> {
-    const fresh = new pg.Client({ ...options.clientConfig, connectionTimeoutMillis: timeoutMs, query_timeout: timeoutMs });
-    const broken = (error?: unknown) => {
-      if (client !== fresh || stopped) return;
-      dropClient();
-      health.down(error ?? new Error("the heartbeat connection was closed"));
+  const session = startNodeSession({
+    connector,
+    applicationName: node.applicationName,
+    timeoutMs,
+    retryCapMs: intervalMs,
+    logger,
+    prepare: (client: pg.Client) => takeLivenessLock(client, node.nodeId, node.applicationName, timeoutMs),
+    onLost(error) {
+      if (stopped) return;
+      health.down(error);
+    },
+    onConnectFailed(error) {
+      if (!stopped) health.down(error);
+    },
+    onConnected() {
       beatNow();
-    };
-    fresh.on("error", broken);
-    fresh.on("end", broken);
-    try {
-      await fresh.connect();
-      await takeLivenessLock(fresh, node.nodeId);
-    } catch (error) {
-      fresh.end().catch(() => {});
-      throw error;
-    }
-    return fresh;
-  }
+    },
+  });
 
   async function beat(): Promise<void> {
+    const client = session.current();
+    if (!client) return; // reconnecting: the session reports to health, and beats once it is back
     try {
-      client ??= await connect();
       const verdict = await heartbeatNode(client, node.nodeId, intervalMs);
       if (verdict === "unknown") {
-        logger.warn("this node's registration was missing (pruned?); registering again");
+        logger.warn("this node's registration was missing (pruned, or lost in a failover?); registering again");
         await registerNode(client, node);
       } else if (verdict.deadAt) {
         logger.error(
@@ -82,13 +82,15 @@ export function startHeartbeat(options: {
       if (verdict !== "unknown" && verdict.quietNodes > 0) options.onQuietNodes?.(verdict.quietNodes);
     } catch (error) {
       failures += 1;
-      dropClient();
+      if (isReadOnlyError(error)) connector.readOnly(client, error);
       health.down(error);
+      // A beat that failed or hung says nothing good about the socket: a fresh session.
+      session.reconnect(error);
       if (failures > 1) logger.debug({ error: errorMessage(error), failures }, "heartbeat failed again");
     }
   }
 
-  const schedule = (delay = failures === 0 ? intervalMs : Math.min(intervalMs, backoffMs(failures - 1, intervalMs))) => {
+  const schedule = (delay = intervalMs) => {
     if (stopped || health.givenUp) return;
     timer = setTimeout(() => {
       timer = null;
@@ -103,17 +105,15 @@ export function startHeartbeat(options: {
     timer = null;
     schedule(0);
   }
-  // The first beat at once: connect and take the liveness lock.
-  schedule(0);
+  schedule();
 
   return {
+    session,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
       await inFlight.catch(() => {});
-      const old = client;
-      client = null;
-      await old?.end().catch(() => {});
+      await session.close();
     },
   };
 }

@@ -1,6 +1,8 @@
 import type { EventEmitter } from "node:events";
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import type pg from "pg";
+import type { Connector } from "../db/connector.ts";
+import type { NodeSession } from "../db/node-session.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DatabaseHealth } from "./health.ts";
@@ -8,7 +10,7 @@ import { startHeartbeat, type Heartbeat } from "./heartbeat.ts";
 import { announceJobs, jobsHeldBy, type FinishedJobs, type HeldQueue } from "../graphile/internals.ts";
 import { recordWorkerPool, registerNode, releaseNode, type NodeRegistration } from "./nodes.ts";
 import { watchLostLocks, type LostLockWatch } from "./lost-locks.ts";
-import { makePoolPatient } from "./patient-pool.ts";
+import { makePoolPatient, type PatientPool } from "./patient-pool.ts";
 import { startRescueLoop, type Rescue, type RescueLoop } from "./rescue.ts";
 
 // A scheduler node's place in the cluster: registration, its heartbeat on a dedicated
@@ -27,6 +29,8 @@ export interface ClusterSettings {
 
 export interface ClusterNodeOptions extends ClusterSettings {
   pool: pg.Pool;
+  /** Where the node's session (liveness lock, heartbeat, LISTEN) connects; the pool's clients come from it too. */
+  connector: Connector;
   node: NodeRegistration;
   logger: Logger;
   /** Make the pool wait out outages (only for a pool this node created). */
@@ -46,6 +50,8 @@ export interface ClusterNode {
   /** Rejects when the node must stop: database gone for good, or the worker pool failed. */
   failure: Promise<never>;
   health: DatabaseHealth;
+  /** The node's own session: liveness lock, heartbeat, and every LISTEN (db/node-session.ts). */
+  session: NodeSession;
   /** Releases the node (call once its worker has stopped) and stops heartbeat and rescue. */
   stop(): Promise<void>;
 }
@@ -78,7 +84,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   failure.catch(() => {});
 
   const health = new DatabaseHealth({
-    connectionTarget: pool.options.connectionString ?? `postgres://${pool.options.host ?? "localhost"}:${pool.options.port ?? 5432}/${pool.options.database ?? ""}`,
+    connectionTarget: options.connector.target,
     logger,
     giveUpMs: options.giveUpMs,
     // A fresh node may rescue at once: it did not just live through an outage.
@@ -98,13 +104,17 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
         logger,
       })
     : null;
-  if (options.patientPool) makePoolPatient(pool, health, options.finishedJobs, () => lostLocks?.suspect());
+  let heartbeat: Heartbeat | undefined;
+  let patience: PatientPool | null = null;
+  if (options.patientPool) {
+    patience = makePoolPatient(pool, health, { finished: options.finishedJobs, onConnectionLost: () => lostLocks?.suspect(), connector: options.connector, session: () => heartbeat?.session });
+  }
 
   await registerNode(pool, node);
   // Assigned below; the heartbeat's first beat comes after a connect, never synchronously.
   let rescue: RescueLoop | null = null;
-  const heartbeat: Heartbeat = startHeartbeat({
-    clientConfig: { ...pool.options, application_name: node.applicationName },
+  heartbeat = startHeartbeat({
+    connector: options.connector,
     node,
     intervalMs: options.heartbeatMs,
     health,
@@ -167,9 +177,11 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     },
   };
 
+  const session = heartbeat.session;
   return {
     graphilePlugin,
     health,
+    session,
     failure,
     watchWorker(events) {
       events.on("pool:create", ({ workerPool: created }) => (workerPool = created));
@@ -177,6 +189,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       // graphile-worker re-sends get_job after some network errors (withRetries): the job the
       // lost attempt locked is then held by nobody.
       events.on("worker:getJob:error", () => lostLocks?.suspect());
+      // The pool connect that follows at once (same tick) is the listener's: it gets the session.
+      events.on("pool:listen:connecting", () => patience?.lendNextConnect());
       // From here on a database outage must not hold the shutdown up to the give-up time.
       events.on("pool:gracefulShutdown", () => (health.stopping = true));
       events.on("pool:fatalError", ({ error, action }) => {
@@ -207,7 +221,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
       } catch (error) {
         logger.warn({ error: errorMessage(error) }, `could not deregister the node; live nodes will release its jobs once it has been silent for ${options.deadAfterMs} ms`);
       }
-      await heartbeat.stop();
+      await heartbeat?.stop();
     },
   };
 }

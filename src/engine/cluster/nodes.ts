@@ -21,7 +21,7 @@ on conflict (node_id) do update
   set last_heartbeat_at = now(), stopped_at = null, dead_at = null, dead_by = null, holds_liveness_lock = true,
       application_name = excluded.application_name, tasks = coalesce(excluded.tasks, scheduler.nodes.tasks)`;
 
-const TAKE_LIVENESS_LOCK = "select pg_advisory_lock(scheduler.node_lock_key($1))";
+const TAKE_LIVENESS_LOCK = "select scheduler.take_liveness_lock($1, $2) as outcome";
 
 const PUBLISH_TASKS = "update scheduler.nodes set tasks = $2 where node_id = $1";
 
@@ -51,9 +51,25 @@ export async function registerNode(db: Queryable, node: NodeRegistration): Promi
   await db.query(REGISTER, [node.nodeId, node.host, process.pid, node.version, node.applicationName, node.tasks ?? null]);
 }
 
-/** On the heartbeat's own connection: held until that session ends (see sql/009). */
-export async function takeLivenessLock(db: Queryable, nodeId: string): Promise<void> {
-  await db.query(TAKE_LIVENESS_LOCK, [nodeId]);
+/**
+ * On the node's own session: held until that session ends (sql/009). Never waits on the lock
+ * (sql/024): a session of this node from before a network cut may still hold it, and is
+ * ended; a rescuer checking the lock holds it for a moment only. Fails after `timeoutMs`.
+ */
+export async function takeLivenessLock(db: Queryable, nodeId: string, applicationName: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let outcome = "held";
+  for (let attempt = 0; Date.now() < deadline; attempt++) {
+    const { rows } = await db.query<{ outcome: string }>(TAKE_LIVENESS_LOCK, [nodeId, applicationName]);
+    outcome = rows[0]!.outcome;
+    if (outcome === "taken") return;
+    await new Promise((resolve) => setTimeout(resolve, Math.min(500, 20 * 2 ** attempt)));
+  }
+  throw new Error(
+    outcome === "ended"
+      ? `this node's liveness lock is still held by an older session of its own after it was ended (server process slow to exit?); will retry`
+      : `this node's liveness lock is held by another session (not this node's: the application_name differs); will retry`,
+  );
 }
 
 export async function publishNodeTasks(db: Queryable, nodeId: string, tasks: string[]): Promise<void> {

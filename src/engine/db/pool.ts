@@ -1,6 +1,9 @@
 import pg from "pg";
 import type { Logger } from "../log.ts";
 import { SchedulerError } from "../errors.ts";
+import { maskConnectionString } from "./connection-string.ts";
+import { createConnector, wantedWord, type Connector } from "./connector.ts";
+import { isReadOnlyError } from "./server-role.ts";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -10,34 +13,45 @@ export interface Queryable {
   query<R extends pg.QueryResultRow = pg.QueryResultRow>(text: string, values?: unknown[]): Promise<pg.QueryResult<R>>;
 }
 
-export function describeTarget(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    return `${url.hostname || "localhost"}:${url.port || "5432"}${url.pathname}`;
-  } catch {
-    return "(unparseable DATABASE_URL)";
-  }
+/** The connector a pool of ours gets its clients from (createPool). */
+const CONNECTOR = Symbol.for("systemprompt-scheduler.connector");
+
+export function connectorOf(pool: pg.Pool): Connector | null {
+  return (pool as pg.Pool & { [CONNECTOR]?: Connector })[CONNECTOR] ?? null;
 }
 
 /**
  * A pool with error handlers on the pool and its idle clients: a connection
  * dropped by the server (restart, pg_terminate_backend) is logged and replaced
- * on next use instead of crashing the process.
+ * on next use instead of crashing the process. Its clients come from `target`'s connector
+ * (several hosts, target_session_attrs; db/connector.ts); a connection string gets one of
+ * its own that takes the string's target_session_attrs.
  */
-export function createPool(connectionString: string, options: { max?: number; logger?: Logger; applicationName?: string; types?: pg.CustomTypesConfig } = {}): Pool {
+export function createPool(
+  target: string | Connector,
+  options: { max?: number; logger?: Logger; applicationName?: string; types?: pg.CustomTypesConfig; idleTimeoutMillis?: number } = {},
+): Pool {
+  const connector = typeof target === "string" ? createConnector(target, { logger: options.logger }) : target;
   const pool = new pg.Pool({
-    connectionString,
+    Client: connector.Client,
+    // For those who read it (the service reconciler's protected ports); clients connect through `Client`.
+    connectionString: connector.connectionString,
     ...(options.types ? { types: options.types } : {}),
     max: options.max ?? 10,
     connectionTimeoutMillis: 10_000,
-    idleTimeoutMillis: 30_000,
+    idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
     application_name: options.applicationName ?? "systemprompt-scheduler",
   });
-  pool.on("error", (error) => {
+  (pool as pg.Pool & { [CONNECTOR]?: Connector })[CONNECTOR] = connector;
+  pool.on("error", (error, client) => {
+    // A connection of a read-only episode, discarded on purpose: nothing to report.
+    if (client && connector.isStale(client)) return;
     options.logger?.warn(brief(error), "an idle database connection failed; it will be replaced");
   });
   pool.on("connect", (client) => {
-    client.on("error", (error) => options.logger?.warn(brief(error), "a database connection failed"));
+    client.on("error", (error) => {
+      if (!connector.isStale(client)) options.logger?.warn(brief(error), "a database connection failed");
+    });
   });
   return pool;
 }
@@ -50,51 +64,56 @@ export function brief(error: unknown): { error: string; code?: string } {
 
 /** The connection string with its password replaced by ***, for logs. */
 export function maskPassword(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    if (url.password) url.password = "***";
-    return url.toString();
-  } catch {
-    return "(unparseable DATABASE_URL)";
-  }
-}
-
-/** host:port of a connection string, as a person writes it. */
-export function hostAndPort(connectionString: string): string {
-  try {
-    const url = new URL(connectionString);
-    return `${url.hostname || "localhost"}:${url.port || "5432"}`;
-  } catch {
-    return "(unparseable DATABASE_URL)";
-  }
+  return maskConnectionString(connectionString);
 }
 
 /**
- * Waits until the database answers, for at most `timeoutMs`, then fails with an error
- * naming host and port: an unreachable server must not hang a node. Each failed attempt
- * is logged, so a person sees what the node is waiting for.
+ * Waits until a suitable server answers, then fails with an error naming the hosts: an
+ * unreachable server must not hang a node. An unreachable database is waited for `timeoutMs`;
+ * one that answers but does not suit (a standby where a node needs a primary) for
+ * `primaryTimeoutMs`, as during a failover. A person sees what the node is waiting for: the
+ * first attempt, a change of reason, and every tenth attempt are logged.
  */
-export async function waitForDatabase(connectionString: string, options: { timeoutMs?: number; logger?: Logger } = {}): Promise<void> {
-  const deadline = Date.now() + (options.timeoutMs ?? 25_000);
+export async function waitForDatabase(
+  connector: Connector,
+  options: { timeoutMs?: number; primaryTimeoutMs?: number; logger?: Logger } = {},
+): Promise<void> {
+  const started = Date.now();
+  const timeoutMs = options.timeoutMs ?? 25_000;
+  const primaryTimeoutMs = options.primaryTimeoutMs ?? timeoutMs;
   let lastError: unknown;
-  for (let attempt = 1; Date.now() < deadline; attempt++) {
-    const client = new pg.Client({ connectionString, connectionTimeoutMillis: Math.max(1000, Math.min(5000, deadline - Date.now())) });
-    client.on("error", () => {});
+  let lastReason = "";
+  let waitingForRole = false;
+  for (let attempt = 1; ; attempt++) {
+    const remaining = started + (waitingForRole ? primaryTimeoutMs : timeoutMs) - Date.now();
+    if (remaining <= 0) break;
     try {
-      await client.connect();
-      await client.query("select 1");
+      const client = await connector.connect({ connectionTimeoutMillis: Math.max(1000, Math.min(5000, remaining)) });
       await client.end();
       return;
     } catch (error) {
       lastError = error;
-      await client.end().catch(() => {});
       if (isPermanentConnectError(error)) break;
-      options.logger?.warn({ ...brief(error), attempt }, `waiting for PostgreSQL at ${hostAndPort(connectionString)} (attempt ${attempt})`);
+      waitingForRole = isReadOnlyError(error);
+      const reason = error instanceof Error ? error.message : String(error);
+      if (attempt === 1 || reason !== lastReason || attempt % 10 === 0) {
+        options.logger?.warn(
+          { ...brief(error), attempt },
+          waitingForRole ? `waiting for a ${wantedWord(connector.requirement)}: ${reason} (attempt ${attempt})` : `waiting for PostgreSQL at ${connector.target} (attempt ${attempt})`,
+        );
+      }
+      lastReason = reason;
       await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** attempt)));
     }
   }
   const reason = lastError instanceof Error ? lastError.message : String(lastError);
-  throw new SchedulerError("database_unreachable", `cannot connect to PostgreSQL at ${describeTarget(connectionString)}: ${reason}`, {
+  if (waitingForRole) {
+    throw new SchedulerError("no_primary", `no ${wantedWord(connector.requirement)} at ${connector.target} after ${Math.round((Date.now() - started) / 1000)} s: ${reason}`, {
+      hint: "promote a standby (or wait for your HA manager to), or list the primary's host in DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer",
+      cause: lastError,
+    });
+  }
+  throw new SchedulerError("database_unreachable", `cannot connect to PostgreSQL at ${connector.target}: ${reason}`, {
     hint: "check that the server runs and that DATABASE_URL names the right host, port, database and credentials",
     cause: lastError,
   });

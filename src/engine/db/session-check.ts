@@ -1,7 +1,7 @@
 import crypto from "node:crypto";
-import pg from "pg";
+import type pg from "pg";
 import { SchedulerError } from "../errors.ts";
-import type { Pool } from "./pool.ts";
+import type { Connector } from "./connector.ts";
 
 // A node needs a database session that stays its own: graphile-worker LISTENs for new jobs
 // and keeps prepared statements, and the scheduler holds session advisory locks (no overlap,
@@ -20,17 +20,16 @@ export type SessionCheck = { ok: true } | { ok: false; mode: "transaction" | "st
 
 const PROBE_SETTING = "scheduler.session_probe";
 
-export async function probeSessionPooling(config: pg.ClientConfig): Promise<SessionCheck> {
-  const a = new pg.Client({ ...config, application_name: "systemprompt-scheduler session check" });
-  const b = new pg.Client({ ...config, application_name: "systemprompt-scheduler session check" });
+export async function probeSessionPooling(connector: Connector): Promise<SessionCheck> {
   const token = crypto.randomBytes(8).toString("hex");
-  await a.connect();
+  const a = await connector.connect({ applicationName: "systemprompt-scheduler session check" });
+  let b: pg.Client | null = null;
   try {
-    await b.connect();
+    b = await connector.connect({ applicationName: "systemprompt-scheduler session check" });
     const first = await a.query<{ pid: number }>("select pg_backend_pid() as pid, set_config($1, $2, false)", [PROBE_SETTING, token]);
     try {
-      await b.query("begin");
-      await b.query("select pg_backend_pid()");
+      await b!.query("begin");
+      await b!.query("select pg_backend_pid()");
     } catch (error) {
       if (/statement pooling|transaction blocks not allowed/i.test((error as Error).message)) {
         return { ok: false, mode: "statement", evidence: `a transaction block was refused: ${(error as Error).message}` };
@@ -38,7 +37,7 @@ export async function probeSessionPooling(config: pg.ClientConfig): Promise<Sess
       throw error;
     }
     const again = await a.query<{ pid: number; probe: string | null }>("select pg_backend_pid() as pid, current_setting($1, true) as probe", [PROBE_SETTING]);
-    await b.query("rollback");
+    await b!.query("rollback");
     const before = first.rows[0]!.pid;
     const after = again.rows[0]!;
     if (after.pid !== before || after.probe !== token) {
@@ -46,13 +45,13 @@ export async function probeSessionPooling(config: pg.ClientConfig): Promise<Sess
     }
     return { ok: true };
   } finally {
-    await Promise.all([a.end().catch(() => {}), b.end().catch(() => {})]);
+    await Promise.all([a.end().catch(() => {}), b?.end().catch(() => {})]);
   }
 }
 
 /** Refuses (exit 2) a connection whose sessions are not the client's own; see above. */
-export async function requireSessionConnection(pool: Pool, target: string): Promise<void> {
-  const check = await probeSessionPooling(pool.options as pg.ClientConfig);
+export async function requireSessionConnection(connector: Connector, target: string): Promise<void> {
+  const check = await probeSessionPooling(connector);
   if (check.ok) return;
   throw new SchedulerError(
     "pooled_sessions",

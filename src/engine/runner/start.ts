@@ -2,13 +2,15 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPool } from "graphile-worker";
-import { createPool, describeTarget, waitForDatabase, type Pool } from "../db/pool.ts";
+import { writerRequirement } from "../db/connect.ts";
+import { createConnector, type Connector } from "../db/connector.ts";
+import { connectorOf, createPool, waitForDatabase, type Pool } from "../db/pool.ts";
 import { ensureSchema } from "../db/readiness.ts";
 import { schemaPlanOf } from "../db/schema-plan.ts";
 import { requireSessionConnection } from "../db/session-check.ts";
 import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
-import { graphileLoggerFor } from "../log.ts";
+import { graphileLoggerFor, type Logger } from "../log.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
@@ -32,6 +34,12 @@ import { startHttpServer, type HttpEndpoint } from "../http/server.ts";
 
 export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
 
+/** A node writes: its connection string may not ask for a standby (refused, exit 2). */
+function nodeConnector(connectionString: string, log: Logger): Connector {
+  const probe = createConnector(connectionString, { logger: log });
+  return createConnector(connectionString, { logger: log, requirement: writerRequirement(probe.spec.targetSessionAttrs, "a node") });
+}
+
 const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
 /**
@@ -48,13 +56,18 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL", exitCode: 2 });
   }
   const concurrency = options.concurrency ?? config.SCHEDULER_CONCURRENCY;
-  if (!options.pool) await waitForDatabase(connectionString!, { logger: log });
-  const pool: Pool = options.pool ?? createPool(connectionString!, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
+  // Every connection of the node comes from here (db/connector.ts): hosts tried in order, a
+  // server that takes writes required, read-only servers left for the next primary.
+  const connector = options.pool
+    ? (connectorOf(options.pool)?.withRequirement("read-write", log) ?? createConnector(options.pool.options, { requirement: "read-write", logger: log }))
+    : nodeConnector(connectionString!, log);
+  if (!options.pool) await waitForDatabase(connector, { logger: log, primaryTimeoutMs: prepared.cluster.giveUpMs });
+  const pool: Pool = options.pool ?? createPool(connector, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
   const ownsPool = !options.pool;
 
   try {
     // Before any job is taken: a transaction-mode pooler would let a node run one job and die.
-    await requireSessionConnection(pool, connectionString ? describeTarget(connectionString) : "the application's pool");
+    await requireSessionConnection(connector, options.pool ? "the application's pool" : connector.target);
     await ensureSchema(pool, log, schemaPlanOf(packs));
   } catch (error) {
     if (ownsPool) await pool.end();
@@ -73,6 +86,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   const registration = { nodeId, host, version, applicationName: applicationNameFor(nodeId), tasks: [...tasks.names()].sort() };
   const cluster = await startClusterNode({
     pool,
+    connector,
     node: registration,
     logger: log,
     patientPool: ownsPool,
@@ -142,7 +156,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
 
   const packLoops: PackNodeLoop[] = [];
   for (const pack of packs) {
-    const loop = await pack.startNode?.({ config, pool, host, nodeId, connectionString, logger: log });
+    const loop = await pack.startNode?.({ config, pool, host, nodeId, connectionString, logger: log, listen: cluster.session.listen });
     if (loop) packLoops.push(loop);
   }
 

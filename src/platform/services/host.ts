@@ -1,6 +1,7 @@
 import type { PlatformConfig } from "../config.ts";
 import type { Pool } from "../../engine/db/pool.ts";
 import { SchedulerError } from "../../engine/errors.ts";
+import type { SessionListen } from "../../engine/pack.ts";
 import type { Logger } from "../../engine/log.ts";
 import type { Allowlist } from "./allowlist.ts";
 import { startServiceReconciler, type ServiceReconciler, type ServiceReconcilerOptions } from "./loop.ts";
@@ -12,6 +13,8 @@ export async function startServicesOfHost(options: {
   host: string;
   connectionString: string | undefined;
   logger: Logger;
+  /** LISTEN on the node's own session. */
+  listen: SessionListen;
   /** Read and checked by prepareScheduler, before the node touched the database. */
   allowlist: Allowlist;
   overrides: boolean | Partial<ServiceReconcilerOptions> | undefined;
@@ -24,6 +27,7 @@ export async function startServicesOfHost(options: {
       host: options.host,
       logger: options.logger,
       connectionString: options.connectionString,
+      listen: options.listen,
       intervalMs: config.SCHEDULER_RECONCILE_INTERVAL_MS,
       protectedPorts: config.SCHEDULER_PROTECTED_PORTS,
       onShutdown: config.SCHEDULER_SERVICES_ON_SHUTDOWN,

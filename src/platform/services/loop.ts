@@ -13,7 +13,8 @@ import { errorMessage, SchedulerError } from "../../engine/errors.ts";
 import type { Logger } from "../../engine/log.ts";
 import { NOTHING_ALLOWED, REFUSAL_PREFIX, unusableEntries, type Allowlist } from "./allowlist.ts";
 import { ChildRegistry } from "./children.ts";
-import { formatReply, listen, parseRequest, REQUEST_CHANNEL, RESULT_CHANNEL, type Listener } from "./notify.ts";
+import type { SessionListen } from "../../engine/pack.ts";
+import { formatReply, listen, listenOnSession, parseRequest, REQUEST_CHANNEL, RESULT_CHANNEL, type Listener } from "./notify.ts";
 import { bootId } from "./proc.ts";
 import { nextCheckInMs, planHost, reconcileHost, stopHostServices, type ReconcileContext } from "./reconcile.ts";
 import { DEFAULT_INTERVAL_MS, DEFAULT_SHUTDOWN_POLICY, protectedPortSet, resolveLogDir, resolvePolicy, type ShutdownPolicy } from "./settings.ts";
@@ -38,6 +39,8 @@ export interface ServiceReconcilerOptions {
   onShutdown?: ShutdownPolicy;
   /** For the LISTEN connection and the database port; default the pool's. */
   connectionString?: string;
+  /** LISTEN on the node's own session instead of a connection of the reconciler's own. */
+  listen?: SessionListen;
   /** SCHEDULER_SERVICES_LOG_DIR, default .data/services: one <name>.log per service. */
   logDir?: string;
   /** Back-off, time-outs and grace periods (tests shorten them). */
@@ -167,7 +170,7 @@ export async function startServiceReconciler(options: ServiceReconcilerOptions):
     return queued;
   };
 
-  const listener: Listener = listen({
+  const listener: Listener = (options.listen ? listenOnSession.bind(null, options.listen) : listen)({
     pool: options.pool,
     connectionString,
     channel: REQUEST_CHANNEL,

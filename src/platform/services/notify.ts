@@ -1,10 +1,12 @@
 // "Reconcile now" over LISTEN/NOTIFY. Requests: NOTIFY scheduler_services with a host name
 // (or {"host", "requestId"} as JSON, which the CLI sends to get an answer). Answers: NOTIFY
-// scheduler_services_result with {host, requestId, result}. The listener has its own
-// connection and reconnects with a growing delay if it drops.
+// scheduler_services_result with {host, requestId, result}. On a node the listener is the
+// node's own session; alone (tests, tools) it has its own connection and reconnects with a
+// growing delay if it drops.
 import pg from "pg";
 import type { Pool, PoolClient } from "../../engine/db/pool.ts";
 import type { Logger } from "../../engine/log.ts";
+import type { SessionListen } from "../../engine/pack.ts";
 import type { PassResult } from "./types.ts";
 
 export const REQUEST_CHANNEL = "scheduler_services";
@@ -54,6 +56,26 @@ export interface ListenOptions {
   onNotification(payload: string): void;
   /** Called after a dropped connection is back: notifications may have been missed meanwhile. */
   onReconnect(): void;
+}
+
+/** The same, on the node's own session (which reconnects, and listens again, by itself). */
+export function listenOnSession(sessionListen: SessionListen, options: ListenOptions): Listener {
+  let closed = false;
+  let unlisten: (() => Promise<void>) | null = null;
+  const ready = sessionListen(options.channel, (payload) => !closed && options.onNotification(payload), () => !closed && options.onReconnect()).then(
+    (stop) => {
+      if (closed) void stop();
+      else unlisten = stop;
+    },
+    (error: unknown) => options.logger.warn({ err: error }, "the services listener could not listen on the node's session"),
+  );
+  return {
+    ready,
+    async close() {
+      closed = true;
+      await unlisten?.();
+    },
+  };
 }
 
 export function listen(options: ListenOptions): Listener {

@@ -1,6 +1,7 @@
 // Settings of the service reconciler, with their defaults, and the parsing the CLI and the
-// runner share. The environment keys (read by the lead's config) are named in each comment.
+// runner share. The environment keys (read by src/platform/config.ts) are named in each comment.
 import path from "node:path";
+import { parseConnectionString } from "../../engine/db/connection-string.ts";
 import { SchedulerError } from "../../engine/errors.ts";
 import { DEFAULT_POLICY, DEFAULT_PROTECTED_PORTS, type Policy } from "./types.ts";
 
@@ -13,21 +14,19 @@ export const DEFAULT_SHUTDOWN_POLICY: ShutdownPolicy = "leave-running";
 /** SCHEDULER_SERVICES_LOG_DIR */
 export const DEFAULT_LOG_DIR = ".data/services";
 
-/** The database's own port is always protected, whatever the list says. */
-export function databasePort(connectionString: string | undefined): number | null {
-  if (!connectionString) return null;
+/** The database's own ports (every host of the connection string) are always protected, whatever the list says. */
+export function databasePorts(connectionString: string | undefined): number[] {
+  if (!connectionString) return [];
   try {
-    const url = new URL(connectionString);
-    return url.port ? Number(url.port) : 5432;
+    return [...new Set(parseConnectionString(connectionString).hosts.map((host) => host.port))];
   } catch {
-    return null;
+    return [];
   }
 }
 
 export function protectedPortSet(ports: readonly number[] | undefined, connectionString: string | undefined): Set<number> {
   const set = new Set(ports ?? DEFAULT_PROTECTED_PORTS);
-  const own = databasePort(connectionString);
-  if (own !== null) set.add(own);
+  for (const port of databasePorts(connectionString)) set.add(port);
   return set;
 }
 

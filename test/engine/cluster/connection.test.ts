@@ -5,6 +5,7 @@ import { DatabaseHealth, isConnectionError } from "../../../src/engine/cluster/h
 import { startHeartbeat } from "../../../src/engine/cluster/heartbeat.ts";
 import { registerNode } from "../../../src/engine/cluster/nodes.ts";
 import { makePoolPatient } from "../../../src/engine/cluster/patient-pool.ts";
+import { createConnector } from "../../../src/engine/db/connector.ts";
 import { createPool } from "../../../src/engine/db/pool.ts";
 import type { SchedulerError } from "../../../src/engine/errors.ts";
 import { testLogger, useTestDatabase } from "../../helpers/db.ts";
@@ -16,7 +17,7 @@ const unreachable = "postgres://postgres:x@127.0.0.1:1/nowhere";
 function health(options: { giveUpMs?: number; target?: string } = {}) {
   const givenUp: SchedulerError[] = [];
   const state = new DatabaseHealth({
-    connectionTarget: options.target ?? db.connectionString,
+    connectionTarget: options.target ?? createConnector(db.connectionString).target,
     logger: testLogger,
     giveUpMs: options.giveUpMs ?? 60_000,
     startedHealthySince: Date.now(),
@@ -43,7 +44,7 @@ describe("heartbeat connection", () => {
     const node = { nodeId: "hb-node", host: "h", version: "t", applicationName: "sps-node test hb" };
     await registerNode(db.pool, node);
     const { state } = health();
-    const beat = startHeartbeat({ clientConfig: { connectionString: db.connectionString, application_name: node.applicationName }, node, intervalMs: 100, health: state, logger: testLogger });
+    const beat = startHeartbeat({ connector: createConnector(db.connectionString), node, intervalMs: 100, health: state, logger: testLogger });
     const lastBeat = async () => (await db.pool.query("select last_heartbeat_at from scheduler.nodes where node_id = 'hb-node'")).rows[0].last_heartbeat_at as Date;
     try {
       await eventually(async () => (await terminate(node.applicationName)).rows[0].n === 1, { what: "the heartbeat connection to exist" });
@@ -59,10 +60,10 @@ describe("heartbeat connection", () => {
   });
 
   it("gives up after the give-up time without the database, with an error naming it", async () => {
-    const { state, givenUp } = health({ giveUpMs: 1000, target: unreachable });
+    const { state, givenUp } = health({ giveUpMs: 1000, target: createConnector(unreachable).target });
     const started = Date.now();
     const node = { nodeId: "lost", host: "h", version: "t", applicationName: "x" };
-    const beat = startHeartbeat({ clientConfig: { connectionString: unreachable }, node, intervalMs: 100, health: state, logger: testLogger });
+    const beat = startHeartbeat({ connector: createConnector(unreachable), node, intervalMs: 100, health: state, logger: testLogger });
     await eventually(async () => givenUp.length === 1, { timeoutMs: 5000, what: "the heartbeat to give up" });
     await beat.stop();
     assert.ok(Date.now() - started >= 1000);
@@ -99,7 +100,7 @@ describe("patient pool", () => {
   });
 
   it("waits out an unreachable server instead of failing, until the node gives up on it", async () => {
-    const { state } = health({ giveUpMs: 1000, target: unreachable });
+    const { state } = health({ giveUpMs: 1000, target: createConnector(unreachable).target });
     const pool = createPool(unreachable, { max: 2 });
     makePoolPatient(pool, state);
     const started = Date.now();

@@ -3,6 +3,7 @@
 // refused at start, before any job is taken, with what to use instead.
 import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
+import { createConnector } from "../../../src/engine/db/connector.ts";
 import { probeSessionPooling } from "../../../src/engine/db/session-check.ts";
 import { runCliProcess } from "../../helpers/cli.ts";
 import { useTestDatabase } from "../../helpers/db.ts";
@@ -27,11 +28,11 @@ describe("connection poolers", { skip }, () => {
   });
 
   it("tells a real session (direct or session pooling) from transaction and statement pooling", async () => {
-    assert.deepEqual(await probeSessionPooling({ connectionString: db.connectionString }), { ok: true });
-    assert.deepEqual(await probeSessionPooling({ connectionString: bouncers.session!.urlFor(db.name) }), { ok: true });
-    const transaction = await probeSessionPooling({ connectionString: bouncers.transaction!.urlFor(db.name) });
+    assert.deepEqual(await probeSessionPooling(createConnector(db.connectionString)), { ok: true });
+    assert.deepEqual(await probeSessionPooling(createConnector(bouncers.session!.urlFor(db.name))), { ok: true });
+    const transaction = await probeSessionPooling(createConnector(bouncers.transaction!.urlFor(db.name)));
     assert.equal(transaction.ok ? "ok" : transaction.mode, "transaction");
-    const statement = await probeSessionPooling({ connectionString: bouncers.statement!.urlFor(db.name) });
+    const statement = await probeSessionPooling(createConnector(bouncers.statement!.urlFor(db.name)));
     assert.equal(statement.ok ? "ok" : statement.mode, "statement");
   });
 

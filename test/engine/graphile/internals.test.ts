@@ -228,7 +228,7 @@ describe("graphile-worker internals we rely on", () => {
     const pool = new pg.Pool({ connectionString: db.connectionString, max: 6 });
     const health = new DatabaseHealth({ connectionTarget: "test", logger: testLogger, giveUpMs: 60_000, startedHealthySince: Date.now(), onGiveUp: () => {} });
     const finished = finishedJobs();
-    makePoolPatient(pool, health, finished);
+    makePoolPatient(pool, health, { finished });
     const completedHere: string[] = [];
     const task = async (_payload: unknown, helpers: { job: { id: string; locked_by: string | null }; query: (text: string, values: unknown[]) => Promise<pg.QueryResult> }) => {
       const { rows } = await helpers.query("select completed from scheduler.finish_run_reporting(null, $1, $2)", [helpers.job.id, helpers.job.locked_by]);
