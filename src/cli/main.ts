@@ -96,10 +96,11 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
       logger,
       async pool() {
         if (!pool) {
-          // A command that changes something needs a server that takes writes; one that only
-          // reads may use what the connection string asks for (a standby, say).
+          // A command that changes something needs a server that takes writes (and says at once
+          // when every host answered and none is one); one that only reads may use what the
+          // connection string asks for (a standby, say).
           const words = argv.slice(0, argv.length - rest.length).join(" ");
-          database = await resolveDatabase(config, logger, command.readsOnly ? {} : { writes: `'${words}'` });
+          database = await resolveDatabase(config, logger, command.readsOnly ? {} : { writes: `'${words}'`, primaryTimeoutMs: 0 });
           pool = createPool(database.connector, { max: 4, logger, types: cliTypes });
         }
         return pool;

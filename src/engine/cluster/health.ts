@@ -107,7 +107,7 @@ export class DatabaseHealth {
       this.givenUp = new SchedulerError(
         readOnly ? "no_primary" : "database_lost",
         readOnly
-          ? `no server that takes writes at ${this.target} for ${Math.round(downMs / 1000)} s (last: ${errorMessage(error)}); this node stops`
+          ? `no primary at ${this.target} for ${Math.round(downMs / 1000)} s (last: ${errorMessage(error)}); this node stops`
           : `no answer from PostgreSQL at ${this.target} for ${Math.round(downMs / 1000)} s (last error: ${errorMessage(error)}); this node stops`,
         {
           hint: readOnly

@@ -48,7 +48,8 @@ export function startHeartbeat(options: {
     connector,
     applicationName: node.applicationName,
     timeoutMs,
-    retryCapMs: intervalMs,
+    // Reconnect at least every second: after a failover the new primary is found at once.
+    retryCapMs: Math.min(intervalMs, 1000),
     logger,
     prepare: (client: pg.Client) => takeLivenessLock(client, node.nodeId, node.applicationName, timeoutMs),
     onLost(error) {

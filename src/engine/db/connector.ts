@@ -273,7 +273,6 @@ export class NoServerError extends Error {
 export function wantedWord(requirement: TargetSessionAttrs): string {
   switch (requirement) {
     case "read-write":
-      return "server that takes writes";
     case "primary":
       return "primary";
     case "read-only":

@@ -84,17 +84,17 @@ export async function waitForDatabase(
   let lastError: unknown;
   let lastReason = "";
   let waitingForRole = false;
+  const deadline = () => started + (waitingForRole ? primaryTimeoutMs : timeoutMs);
   for (let attempt = 1; ; attempt++) {
-    const remaining = started + (waitingForRole ? primaryTimeoutMs : timeoutMs) - Date.now();
-    if (remaining <= 0) break;
     try {
-      const client = await connector.connect({ connectionTimeoutMillis: Math.max(1000, Math.min(5000, remaining)) });
+      const client = await connector.connect({ connectionTimeoutMillis: Math.max(1000, Math.min(5000, deadline() - Date.now())) });
       await client.end();
       return;
     } catch (error) {
       lastError = error;
       if (isPermanentConnectError(error)) break;
       waitingForRole = isReadOnlyError(error);
+      if (Date.now() >= deadline()) break;
       const reason = error instanceof Error ? error.message : String(error);
       if (attempt === 1 || reason !== lastReason || attempt % 10 === 0) {
         options.logger?.warn(
@@ -103,12 +103,13 @@ export async function waitForDatabase(
         );
       }
       lastReason = reason;
-      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** attempt)));
+      await new Promise((resolve) => setTimeout(resolve, Math.min(2000, 250 * 2 ** attempt, Math.max(0, deadline() - Date.now()))));
     }
   }
   const reason = lastError instanceof Error ? lastError.message : String(lastError);
   if (waitingForRole) {
-    throw new SchedulerError("no_primary", `no ${wantedWord(connector.requirement)} at ${connector.target} after ${Math.round((Date.now() - started) / 1000)} s: ${reason}`, {
+    const waited = Math.round((Date.now() - started) / 1000);
+    throw new SchedulerError("no_primary", `no ${wantedWord(connector.requirement)} at ${connector.target}${waited > 0 ? ` after ${waited} s` : ""}: ${reason}`, {
       hint: "promote a standby (or wait for your HA manager to), or list the primary's host in DATABASE_URL; raise SCHEDULER_DB_GIVE_UP_MS to wait longer",
       cause: lastError,
     });

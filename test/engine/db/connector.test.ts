@@ -99,7 +99,7 @@ describe("connector", () => {
     assert.match(String(primary), /takes writes \(not read-only\)/);
   });
 
-  it("waits for a server that takes writes, says what it waits for, and connects once there is one", async () => {
+  it("waits for a primary, says what it waits for, and connects once there is one", async () => {
     const { logger, lines } = recordingLogger();
     const admin = new pg.Client({ connectionString: adminUrl() });
     await admin.connect();
@@ -112,16 +112,16 @@ describe("connector", () => {
     await admin.query(`alter database ${db.name} reset default_transaction_read_only`);
     await admin.end();
     await waiting;
-    assert.match(lines.find((line) => line.level === "warn")?.msg ?? "", /^waiting for a server that takes writes: .* is read-only/);
+    assert.match(lines.find((line) => line.level === "warn")?.msg ?? "", /^waiting for a primary: .* is read-only/);
   });
 
-  it("gives up waiting for a server that takes writes with the reason and the fix", async () => {
+  it("gives up waiting for a primary with the reason and the fix", async () => {
     await withReadOnlyDatabase(async () => {
       const connector = createConnector(db.connectionString, { requirement: "read-write" });
       await assert.rejects(waitForDatabase(connector, { timeoutMs: 500, primaryTimeoutMs: 1200 }), (error: unknown) => {
         assert.ok(error instanceof SchedulerError);
         assert.equal(error.code, "no_primary");
-        assert.match(error.message, /no server that takes writes at .* after \d+ s: .* is read-only/);
+        assert.match(error.message, /no primary at .* after \d+ s: .* is read-only/);
         assert.match(error.describe(), /fix: promote a standby/);
         return true;
       });
