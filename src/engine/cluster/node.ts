@@ -2,7 +2,7 @@ import type { EventEmitter } from "node:events";
 import type { WorkerEvents, WorkerPool } from "graphile-worker";
 import type pg from "pg";
 import type { Connector } from "../db/connector.ts";
-import type { NodeSession } from "../db/node-session.ts";
+import { sessionQueries, type NodeSession } from "../db/node-session.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import { DatabaseHealth } from "./health.ts";
@@ -128,7 +128,8 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   options.runEvents?.on("job:success", runEnded);
   options.runEvents?.on("job:failed", runEnded);
   rescue = startRescueLoop({
-    db: pool,
+    // Short statements, on the node's session: an idle node's passes need no pooled connection.
+    db: sessionQueries(heartbeat.session),
     nodeId: node.nodeId,
     intervalMs: options.rescueIntervalMs,
     deadAfterMs: options.deadAfterMs,

@@ -4,7 +4,7 @@ import type { Connector } from "../db/connector.ts";
 import type { NodeSession } from "../db/node-session.ts";
 import { isReadOnlyError } from "../db/server-role.ts";
 import { IDEMPOTENT_STATEMENT, type FinishedJobs } from "../graphile/internals.ts";
-import { backoffMs, isConnectionError, isPermanentConnectError } from "./health.ts";
+import { backoffMs, isConnectionError, isPermanentConnectError } from "../db/connection-errors.ts";
 
 // graphile-worker 0.18 treats one failed "complete job" or "fail job" statement as fatal:
 // its batcher gives up after the first error and shuts the worker pool down (and the

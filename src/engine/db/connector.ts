@@ -1,5 +1,6 @@
 import pg from "pg";
 import type { Logger } from "../log.ts";
+import { isPermanentConnectError } from "./connection-errors.ts";
 import { describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
 import { describeState, isReadOnlyError, mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
@@ -224,7 +225,8 @@ export function createConnector(
           return client;
         } catch (error) {
           lastError = error;
-          if (isPermanent(error)) throw error;
+          // bad password, unknown role or database: every host would say the same
+          if (isPermanentConnectError(error)) throw error;
           if (error instanceof ServerRoleError) problems.push(`${error.target} ${error.problem}`);
           else {
             onlyRoles = false;
@@ -284,10 +286,5 @@ export function wantedWord(requirement: TargetSessionAttrs): string {
   }
 }
 
-function isPermanent(error: unknown): boolean {
-  const code = (error as { code?: unknown } | null)?.code;
-  // bad password, unknown role or database: every host would say the same
-  return code === "28P01" || code === "28000" || code === "3D000";
-}
 
 export { describeState, isReadOnlyError };

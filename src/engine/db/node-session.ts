@@ -1,7 +1,9 @@
 import type pg from "pg";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { backoffMs } from "./connection-errors.ts";
 import type { Connector } from "./connector.ts";
+import type { Queryable } from "./pool.ts";
 
 // A node's own database session: one connection that stays open for as long as the node
 // runs. It carries what must live on one session of its own: the node's liveness lock (taken
@@ -42,12 +44,6 @@ export interface NodeSessionOptions {
 }
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-
-/** Exponential back-off with jitter: 100 ms, 200 ms, 400 ms ... capped. */
-function backoffMs(attempt: number, capMs: number): number {
-  const base = Math.min(capMs, 100 * 2 ** Math.min(attempt, 16));
-  return Math.round(base * (0.5 + Math.random() / 2));
-}
 
 /** A channel name as a quoted identifier. */
 function channelIdentifier(channel: string): string {
@@ -148,6 +144,20 @@ export function startNodeSession(options: NodeSessionOptions): NodeSession {
       const last = client;
       client = null;
       await last?.end().catch(() => {});
+    },
+  };
+}
+
+/**
+ * Statements on the node's session while it is connected (they fail while it reconnects):
+ * for the node's own short bookkeeping, so that an idle node needs no pooled connection.
+ */
+export function sessionQueries(session: NodeSession): Queryable {
+  return {
+    query(text, values) {
+      const client = session.current();
+      if (!client) return Promise.reject(new Error("the node's database session is reconnecting"));
+      return client.query(text, values);
     },
   };
 }

@@ -3,7 +3,10 @@ import type { Logger } from "../log.ts";
 import { SchedulerError } from "../errors.ts";
 import { maskConnectionString } from "./connection-string.ts";
 import { createConnector, wantedWord, type Connector } from "./connector.ts";
+import { isPermanentConnectError } from "./connection-errors.ts";
 import { isReadOnlyError } from "./server-role.ts";
+
+const TOO_MANY_CONNECTIONS = "53300";
 
 export type Pool = pg.Pool;
 export type PoolClient = pg.PoolClient;
@@ -71,7 +74,8 @@ export function maskPassword(connectionString: string): string {
  * Waits until a suitable server answers, then fails with an error naming the hosts: an
  * unreachable server must not hang a node. An unreachable database is waited for `timeoutMs`;
  * one that answers but does not suit (a standby where a node needs a primary) for
- * `primaryTimeoutMs`, as during a failover. A person sees what the node is waiting for: the
+ * `primaryTimeoutMs`, as during a failover (and so is a server with no free connection). A
+ * person sees what the node is waiting for: the
  * first attempt, a change of reason, and every tenth attempt are logged.
  */
 export async function waitForDatabase(
@@ -84,7 +88,8 @@ export async function waitForDatabase(
   let lastError: unknown;
   let lastReason = "";
   let waitingForRole = false;
-  const deadline = () => started + (waitingForRole ? primaryTimeoutMs : timeoutMs);
+  let waitingLong = false;
+  const deadline = () => started + (waitingLong ? primaryTimeoutMs : timeoutMs);
   for (let attempt = 1; ; attempt++) {
     try {
       const client = await connector.connect({ connectionTimeoutMillis: Math.max(1000, Math.min(5000, deadline() - Date.now())) });
@@ -92,8 +97,10 @@ export async function waitForDatabase(
       return;
     } catch (error) {
       lastError = error;
-      if (isPermanentConnectError(error)) break;
+      if (cannotSucceed(error)) break;
       waitingForRole = isReadOnlyError(error);
+      // A full server (too many clients) is waited for as long as a failover: a fleet starting.
+      waitingLong = waitingForRole || (error as { code?: string } | null)?.code === TOO_MANY_CONNECTIONS;
       if (Date.now() >= deadline()) break;
       const reason = error instanceof Error ? error.message : String(error);
       if (attempt === 1 || reason !== lastReason || attempt % 10 === 0) {
@@ -120,8 +127,7 @@ export async function waitForDatabase(
   });
 }
 
-function isPermanentConnectError(error: unknown): boolean {
-  const code = (error as { code?: string } | null)?.code;
-  // bad password, unknown role or database, bad host name: retrying will not help
-  return code === "28P01" || code === "28000" || code === "3D000" || code === "ENOTFOUND";
+/** Bad credentials, an unknown role or database, or a host name that does not resolve: retrying will not help. */
+function cannotSucceed(error: unknown): boolean {
+  return isPermanentConnectError(error) || (error as { code?: string } | null)?.code === "ENOTFOUND";
 }

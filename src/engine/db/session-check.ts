@@ -1,6 +1,8 @@
 import crypto from "node:crypto";
 import type pg from "pg";
-import { SchedulerError } from "../errors.ts";
+import { backoffMs, isConnectionError } from "./connection-errors.ts";
+import { errorMessage, SchedulerError } from "../errors.ts";
+import type { Logger } from "../log.ts";
 import type { Connector } from "./connector.ts";
 
 // A node needs a database session that stays its own: graphile-worker LISTENs for new jobs
@@ -49,9 +51,23 @@ export async function probeSessionPooling(connector: Connector): Promise<Session
   }
 }
 
-/** Refuses (exit 2) a connection whose sessions are not the client's own; see above. */
-export async function requireSessionConnection(connector: Connector, target: string): Promise<void> {
-  const check = await probeSessionPooling(connector);
+/**
+ * Refuses (exit 2) a connection whose sessions are not the client's own; see above. A server
+ * that is full (too many clients), or a pooler that cannot reach it, is waited for with
+ * back-off, for at most `waitMs`, said once.
+ */
+export async function requireSessionConnection(connector: Connector, target: string, options: { waitMs?: number; logger?: Logger } = {}): Promise<void> {
+  const deadline = Date.now() + (options.waitMs ?? 0);
+  let check: SessionCheck | null = null;
+  for (let attempt = 0; !check; attempt++) {
+    try {
+      check = await probeSessionPooling(connector);
+    } catch (error) {
+      if (!isConnectionError(error) || Date.now() >= deadline) throw error;
+      if (attempt === 0) options.logger?.warn({ error: errorMessage(error) }, "waiting for database connections to check the session (the server refuses or is full); retrying with back-off");
+      await new Promise((resolve) => setTimeout(resolve, backoffMs(attempt, 2000)));
+    }
+  }
   if (check.ok) return;
   throw new SchedulerError(
     "pooled_sessions",

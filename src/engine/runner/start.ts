@@ -21,6 +21,7 @@ import { startClusterNode } from "../cluster/node.ts";
 import { queueBootstrapJobs } from "./bootstrap.ts";
 import { drainWorker } from "./drain.ts";
 import { holdJitteredTicks } from "./jitter.ts";
+import { pollForWorkers, WORKER_POLL_FACTOR } from "./poller.ts";
 import { wakeIdleWorkers } from "./wakeups.ts";
 import type { SchedulerHandle, SchedulerOptions } from "./options.ts";
 import type { PreparedScheduler } from "./prepare.ts";
@@ -33,6 +34,9 @@ import { nodeRoutes } from "../http/routes.ts";
 import { startHttpServer, type HttpEndpoint } from "../http/server.ts";
 
 export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
+
+/** How long a pooled connection of a node stays open unused. */
+const POOL_IDLE_MS = 2000;
 
 /** A node writes: its connection string may not ask for a standby (refused, exit 2). */
 function nodeConnector(connectionString: string, log: Logger): Connector {
@@ -62,12 +66,14 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     ? (connectorOf(options.pool)?.withRequirement("read-write", log) ?? createConnector(options.pool.options, { requirement: "read-write", logger: log }))
     : nodeConnector(connectionString!, log);
   if (!options.pool) await waitForDatabase(connector, { logger: log, primaryTimeoutMs: prepared.cluster.giveUpMs });
-  const pool: Pool = options.pool ?? createPool(connector, { max: concurrency + 6, logger: log, applicationName: applicationNameFor(nodeId) });
+  // A connection per running job and one for the node's bookkeeping; the node's session is
+  // apart. Idle connections close after POOL_IDLE_MS: an idle node holds its session only.
+  const pool: Pool = options.pool ?? createPool(connector, { max: concurrency + 1, idleTimeoutMillis: POOL_IDLE_MS, logger: log, applicationName: applicationNameFor(nodeId) });
   const ownsPool = !options.pool;
 
   try {
     // Before any job is taken: a transaction-mode pooler would let a node run one job and die.
-    await requireSessionConnection(connector, options.pool ? "the application's pool" : connector.target);
+    await requireSessionConnection(connector, options.pool ? "the application's pool" : connector.target, { waitMs: prepared.cluster.giveUpMs, logger: log });
     await ensureSchema(pool, log, schemaPlanOf(packs));
   } catch (error) {
     if (ownsPool) await pool.end();
@@ -105,6 +111,8 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   cluster.watchWorker(workerEvents);
   const wakeups = wakeIdleWorkers({ events: workerEvents, workerPool: () => workerPool, concurrency, db: pool, logger: log });
   const jitter = holdJitteredTicks(workerEvents, () => workerPool);
+  const pollIntervalMs = options.pollIntervalMs ?? config.SCHEDULER_POLL_INTERVAL_MS;
+  const poller = pollForWorkers({ events: workerEvents, workerPool: () => workerPool, intervalMs: pollIntervalMs });
 
   const runner: Runner = await run(
     {
@@ -122,8 +130,9 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
           failJobBatchDelay: 0,
           // New jobs, rescued ones and woken lock waiters arrive by NOTIFY, retries and what
           // was missed while not listening by wakeIdleWorkers: polling is only the fallback,
-          // so an idle node costs next to nothing.
-          pollInterval: options.pollIntervalMs ?? config.SCHEDULER_POLL_INTERVAL_MS,
+          // done by the node's poller (one look per interval, poller.ts), so an idle node
+          // costs next to nothing and keeps no pooled connection open.
+          pollInterval: pollIntervalMs * WORKER_POLL_FACTOR,
           ...options.workerPreset,
         },
       },
@@ -204,6 +213,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
       metrics?.stop();
       watcher?.stop();
       wakeups.stop();
+      poller.stop();
       jitter.stop();
       for (const timer of timers) clearInterval(timer);
       await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, hurry: hurry.signal, db: pool, nodeId, logger: log });

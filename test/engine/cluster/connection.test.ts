@@ -1,7 +1,8 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pg from "pg";
-import { DatabaseHealth, isConnectionError } from "../../../src/engine/cluster/health.ts";
+import { DatabaseHealth } from "../../../src/engine/cluster/health.ts";
+import { isConnectionError } from "../../../src/engine/db/connection-errors.ts";
 import { startHeartbeat } from "../../../src/engine/cluster/heartbeat.ts";
 import { registerNode } from "../../../src/engine/cluster/nodes.ts";
 import { makePoolPatient } from "../../../src/engine/cluster/patient-pool.ts";

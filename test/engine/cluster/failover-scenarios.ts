@@ -50,11 +50,11 @@ export function failoverNode(name: string, url: string, env: Record<string, stri
   });
 }
 
-/** Queues `count` effect jobs tagged `${prefix}-N`, in no queue (they run side by side). */
-export async function queueEffects(db: pg.ClientBase | pg.Pool, prefix: string, count: number, offset = 0): Promise<string[]> {
+/** Queues `count` effect jobs tagged `${prefix}-N` (each sleeping `ms` first), in no queue (they run side by side). */
+export async function queueEffects(db: pg.ClientBase | pg.Pool, prefix: string, count: number, offset = 0, ms = 0): Promise<string[]> {
   await db.query(
-    "select count(graphile_worker.add_job('effect', json_build_object('tag', $1 || '-' || i))) from generate_series($2::int, $3::int) i",
-    [prefix, offset, offset + count - 1],
+    "select count(graphile_worker.add_job('effect', json_build_object('tag', $1 || '-' || i, 'ms', $4::int))) from generate_series($2::int, $3::int) i",
+    [prefix, offset, offset + count - 1, ms],
   );
   return Array.from({ length: count }, (_, i) => `${prefix}-${offset + i}`);
 }

@@ -175,7 +175,8 @@ describe("a live node's lost job locks", () => {
             [applicationNameFor(node!.nodeId)],
           )
         ).rows[0]?.cut === true,
-      { what: "an idle pool connection of the node" },
+      // Pooled connections close 2 s after use; the next poll (at most 30 s away) opens one.
+      { timeoutMs: 45_000, intervalMs: 20, what: "an idle pool connection of the node" },
     );
 
   it("stays locked while the node's connections are fine, and runs once, on attempt 1, soon after one of them fails", async () => {
@@ -188,8 +189,8 @@ describe("a live node's lost job locks", () => {
     assert.deepEqual(await runsOf(id), [], "never run");
     assert.equal(checks(startedAt).length, 0, "no lost-lock check while connections are fine");
 
-    const brokenAt = Date.now();
     await breakPoolConnection();
+    const brokenAt = Date.now();
     await eventually(async () => (await runsOf(id)).some((run) => run.status === "success"), { timeoutMs: DEAD_AFTER_MS + 15_000, intervalMs: 100, what: "the lost job to run" });
     const runs = await runsOf(id);
     assert.equal(runs.length, 1, "run exactly once");
@@ -216,8 +217,8 @@ describe("a live node's lost job locks", () => {
     await eventually(async () => (await runsOf(id)).length === 1, { what: "the slow run's 'running' row" });
     await db.pool.query("delete from scheduler.job_runs where job_id = $1", [id]);
     await db.pool.query("update graphile_worker._private_jobs set locked_at = now() - interval '1 hour' where id = $1", [id]);
-    const brokenAt = Date.now();
     await breakPoolConnection();
+    const brokenAt = Date.now();
 
     await eventually(async () => checks(brokenAt).length > 0, { timeoutMs: DEAD_AFTER_MS + 4000, what: "a lost-lock check" });
     assert.deepEqual(await jobState(id), { locked_by: workerPool, attempts: 1, queue_locked_by: null }, "still locked by the node, attempt kept");
