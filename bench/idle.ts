@@ -6,7 +6,9 @@
 // (`node src/cli/main.ts start`), and, in the same run, for 1 and 10 bare graphile-worker
 // runners (run() with one task, no crontab, its default 2 s poll) on the same server, each
 // scenario in its own database, a bare one beside a node one. The count includes the server's
-// own work for that database (autovacuum of the heartbeat rows).
+// own work for that database (autovacuum of the heartbeat rows). Also sampled every second of
+// the window: the processes' connections to their database (pg_stat_activity), and at its end
+// each process's resident memory (VmRSS).
 //
 //   node scripts/with-postgres.ts bench/idle.ts     (BENCH_IDLE_WINDOW_S=60 by default)
 import { spawn, type ChildProcess } from "node:child_process";
@@ -49,13 +51,50 @@ async function transactions(admin: pg.Client, database: string): Promise<number>
   return Number(rows[0]!.n);
 }
 
-async function measure(admin: pg.Client, database: string, warmupMs: number): Promise<number> {
+/**
+ * The processes' connections to `database` right now: the admin connection is to another
+ * database, and the bench's own pool for the database (named systemprompt-scheduler) is left out.
+ */
+async function connections(admin: pg.Client, database: string): Promise<number> {
+  const { rows } = await admin.query<{ n: number }>(
+    "select count(*)::int as n from pg_stat_activity where datname = $1 and backend_type = 'client backend' and application_name is distinct from 'systemprompt-scheduler'",
+    [database],
+  );
+  return rows[0]!.n;
+}
+
+/** Resident memory of a process, in MiB (Linux). */
+function rssMiB(pid: number): number {
+  const status = fs.readFileSync(`/proc/${pid}/status`, "utf8");
+  return Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? NaN) / 1024;
+}
+
+interface Idle {
+  txPerS: number;
+  /** Connections to the database, sampled every second of the window: mean and most. */
+  meanConnections: number;
+  maxConnections: number;
+  /** Mean resident memory of the processes at the end of the window. */
+  rssMiB: number;
+}
+
+async function measure(admin: pg.Client, database: string, warmupMs: number, pids: () => number[]): Promise<Idle> {
   await sleep(warmupMs);
   const before = await transactions(admin, database);
   const started = Date.now();
-  await sleep(WINDOW_S * 1000);
+  const samples: number[] = [];
+  while (Date.now() - started < WINDOW_S * 1000) {
+    samples.push(await connections(admin, database));
+    await sleep(1000);
+  }
   const after = await transactions(admin, database);
-  return (after - before) / ((Date.now() - started) / 1000);
+  const memory = pids().map(rssMiB);
+  return {
+    txPerS: (after - before) / ((Date.now() - started) / 1000),
+    meanConnections: samples.reduce((sum, n) => sum + n, 0) / samples.length,
+    maxConnections: Math.max(...samples),
+    rssMiB: memory.reduce((sum, n) => sum + n, 0) / memory.length,
+  };
 }
 
 async function startBare(db: TestDatabase, count: number): Promise<ChildProcess[]> {
@@ -69,7 +108,7 @@ async function startBare(db: TestDatabase, count: number): Promise<ChildProcess[
   );
 }
 
-async function scenario(admin: pg.Client, label: string, count: number, warmupMs: number, start: (db: TestDatabase) => Promise<{ stop(): Promise<void> }>): Promise<number> {
+async function scenario(admin: pg.Client, label: string, count: number, warmupMs: number, start: (db: TestDatabase) => Promise<{ stop(): Promise<void>; pids(): number[] }>): Promise<Idle> {
   const db = await createTestDatabase();
   try {
     // The fresh database's first vacuum and analyze (autovacuum would run them during the
@@ -77,9 +116,12 @@ async function scenario(admin: pg.Client, label: string, count: number, warmupMs
     await db.pool.query("vacuum analyze");
     const running = await start(db);
     try {
-      const rate = await measure(admin, db.name, warmupMs);
-      console.log(`${label.padEnd(34)} ${count.toString().padStart(2)} × : ${rate.toFixed(2).padStart(6)} tx/s in all, ${(rate / count).toFixed(2)} tx/s per process`);
-      return rate / count;
+      const idle = await measure(admin, db.name, warmupMs, running.pids);
+      console.log(
+        `${label.padEnd(34)} ${count.toString().padStart(2)} × : ${idle.txPerS.toFixed(2).padStart(6)} tx/s in all, ${(idle.txPerS / count).toFixed(2)} tx/s per process; ` +
+          `connections ${(idle.meanConnections / count).toFixed(2)} per process on average, ${idle.maxConnections} at most for all ${count}; RSS ${idle.rssMiB.toFixed(0)} MiB per process`,
+      );
+      return { ...idle, txPerS: idle.txPerS / count, meanConnections: idle.meanConnections / count };
     } finally {
       await running.stop();
     }
@@ -108,16 +150,19 @@ async function main(): Promise<void> {
       SCHEDULER_CONCURRENCY: "",
     }));
     for (const node of started) await node.started(120_000);
-    return { stop: async () => void (await Promise.all(started.map((node) => node.stop()))) };
+    return { stop: async () => void (await Promise.all(started.map((node) => node.stop()))), pids: () => started.map((node) => node.pid) };
   };
   const bare = (count: number) => async (db: TestDatabase) => {
     const children = await startBare(db, count);
-    return { stop: async () => void (await Promise.all(children.map((child) => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGINT"); })))) };
+    return {
+      stop: async () => void (await Promise.all(children.map((child) => new Promise((resolve) => { child.once("exit", resolve); child.kill("SIGINT"); })))),
+      pids: () => children.map((child) => child.pid!),
+    };
   };
   // Each scenario counts its own database's transactions, so two can run at once: the bare
   // runners are measured while the nodes warm up. Paired big with small (1 node beside 10
   // bare runners, then 10 nodes beside 1), so the server never holds both tens' connections.
-  const results: Record<string, number> = {};
+  const results: Record<string, Idle> = {};
   for (const [ours, theirs] of [[1, 10], [10, 1]] as const) {
     const [node, runner] = await Promise.all([
       scenario(admin, "systemprompt-scheduler node (idle)", ours, NODE_WARMUP_MS, (db) => nodes(db, ours)()),
@@ -130,7 +175,11 @@ async function main(): Promise<void> {
   for (const count of [1, 10]) {
     const ours = results[`ours${count}`]!;
     const bare = results[`bare${count}`]!;
-    console.log(`${count} node(s): ${ours.toFixed(2)} tx/s per node vs bare graphile-worker ${bare.toFixed(2)} (ratio ${(ours / bare).toFixed(2)}); target ≤ ${TARGET}: ${ours <= TARGET ? "met" : "NOT met"}`);
+    console.log(`${count} node(s): ${ours.txPerS.toFixed(2)} tx/s per node vs bare graphile-worker ${bare.txPerS.toFixed(2)} (ratio ${(ours.txPerS / bare.txPerS).toFixed(2)}); target ≤ ${TARGET}: ${ours.txPerS <= TARGET ? "met" : "NOT met"}`);
+    console.log(
+      `${count} node(s): ${ours.meanConnections.toFixed(2)} connections per node on average (${ours.maxConnections} at most for ${count}) vs bare graphile-worker ${bare.meanConnections.toFixed(2)} (${bare.maxConnections} at most); ` +
+        `target ≤ 2 per node: ${ours.maxConnections <= 2 * count ? "met" : "NOT met"}; RSS ${ours.rssMiB.toFixed(0)} MiB per node vs ${bare.rssMiB.toFixed(0)} MiB per bare runner`,
+    );
   }
 }
 

@@ -8,22 +8,32 @@
 // Both sides get the same concurrency, the same pool size and the same worker settings, and
 // alternate rounds on one PostgreSQL; start-up is included in each timing. The bench checks
 // that every job ran and, for ours, that exactly N history rows were written, all 'success'.
-// A third row shows a job defined with exclusive: false (no run lock).
+// A third row shows a job defined with exclusive: false (no run lock), a fourth plain
+// graphile-worker task functions in task files.
 import { run } from "graphile-worker";
 import { defineJob, type DefinedJob } from "../src/engine/jobs/define.ts";
 import { startScheduler } from "../src/scheduler.ts";
 import { createLogger, graphileLoggerFor } from "../src/engine/log.ts";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
 import { createTestDatabase } from "../test/helpers/db.ts";
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 10_000);
 const TASKS = Number(process.env.BENCH_TASKS ?? 10);
 const CONCURRENCY = Number(process.env.BENCH_CONCURRENCY ?? 10);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
-const POOL_SIZE = CONCURRENCY + 6; // what a node gives itself (src/runner/start.ts)
+// What a node uses: concurrency + 1 pooled and its own session (src/engine/runner/start.ts);
+// bare graphile-worker gets as many in its pool (its LISTEN connection is one of them).
+const POOL_SIZE = CONCURRENCY + 2;
 const logger = createLogger("warn", false);
 const db = await createTestDatabase();
 const workerPreset = { completeJobBatchDelay: 0, failJobBatchDelay: 0 };
 const taskNames = Array.from({ length: TASKS }, (_, i) => `bench_task_${i}`);
+// Plain graphile-worker task functions as task files: run through our runner, they get the
+// pause check and a history row, but no payload schema, timeout or run lock.
+const plainTasks = fs.mkdtempSync(path.join(os.tmpdir(), "sps-bench-plain-"));
+for (const name of taskNames) fs.writeFileSync(path.join(plainTasks, `${name}.js`), "export default async () => {};\n");
 
 function noopJob(name: string, exclusive: boolean): DefinedJob {
   return defineJob({
@@ -71,13 +81,13 @@ async function bare(count: number): Promise<number> {
   return count / seconds;
 }
 
-async function ours(count: number, jobs: "exclusive" | "shared"): Promise<number> {
+async function ours(count: number, jobs: "exclusive" | "shared" | "plain"): Promise<number> {
   await enqueue(count);
   const started = performance.now();
   const scheduler = await startScheduler({
     connectionString: db.connectionString,
-    taskDirectory: null,
-    jobs: taskNames.map((name) => noopJob(name, jobs === "exclusive")),
+    taskDirectory: jobs === "plain" ? plainTasks : null,
+    jobs: jobs === "plain" ? [] : taskNames.map((name) => noopJob(name, jobs === "exclusive")),
     crontab: "",
     bootstrapJobs: [],
     services: false,
@@ -94,13 +104,15 @@ async function ours(count: number, jobs: "exclusive" | "shared"): Promise<number
   return count / seconds;
 }
 
-const results: Record<"bare" | "exclusive" | "shared", number[]> = { bare: [], exclusive: [], shared: [] };
+const results: Record<"bare" | "exclusive" | "shared" | "plain", number[]> = { bare: [], exclusive: [], shared: [], plain: [] };
 for (let round = 0; round < ROUNDS; round++) {
   results.bare.push(await bare(JOBS));
   results.exclusive.push(await ours(JOBS, "exclusive"));
   results.shared.push(await ours(JOBS, "shared"));
+  results.plain.push(await ours(JOBS, "plain"));
 }
 await db.drop();
+fs.rmSync(plainTasks, { recursive: true, force: true });
 
 const best = (values: number[]) => Math.max(...values);
 const median = (values: number[]) => [...values].sort((a, b) => a - b)[Math.floor((values.length - 1) / 2)]!;
@@ -112,6 +124,7 @@ for (const [name, rate] of [
   ["bare graphile-worker, no-op tasks", bareRate],
   ["our runner, defineJob jobs, exclusive (every shipped job): lock, pause check, history row", best(results.exclusive)],
   ["our runner, defineJob jobs, exclusive: false", best(results.shared)],
+  ["our runner, plain task functions (pause check, history row)", best(results.plain)],
 ] as const) {
   console.log(`| ${name} | ${Math.round(rate)} | ${(rate / bareRate).toFixed(2)} |`);
 }
