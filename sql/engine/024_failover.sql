@@ -162,3 +162,45 @@ begin
 
   return query select * from unnest(v_rescued);
 end $$;
+
+-- Jobs a live node locked but never ran (sql/023), after a failover: a lock taken on the
+-- previous primary, before this one took over, can have no get_job still on its way to a
+-- worker (that server is gone or refuses writes), so it need not wait out p_older_than. Such
+-- jobs ran again only after the heartbeat timeout; now as soon as their node has reconnected.
+create or replace function scheduler.release_lost_jobs(p_worker_pool text, p_running bigint[], p_older_than interval)
+returns table (released bigint[], suspects int)
+language plpgsql as $$
+declare
+  v_released bigint[];
+  v_primary_since timestamptz := scheduler.primary_since();
+begin
+  with lost as (
+    select j.id
+    from graphile_worker._private_jobs j
+    where j.locked_by = p_worker_pool
+      and j.id <> all (coalesce(p_running, '{}'))
+      and (j.locked_at < now() - p_older_than or j.locked_at < v_primary_since)
+      and not exists (select 1 from scheduler.job_runs r where r.job_id = j.id and r.attempt = j.attempts)
+    order by j.id
+    for update of j skip locked
+  ),
+  unlocked as (
+    update graphile_worker._private_jobs j
+    set locked_by = null, locked_at = null, attempts = greatest(j.attempts - 1, 0)
+    from lost
+    where j.id = lost.id
+    returning j.id, j.job_queue_id
+  ),
+  queues_freed as (
+    update graphile_worker._private_job_queues q
+    set locked_by = null, locked_at = null
+    where q.id in (select job_queue_id from unlocked) and q.locked_by = p_worker_pool
+  )
+  select array_agg(id order by id) into v_released from unlocked;
+
+  released := coalesce(v_released, '{}');
+  select count(*)::int into suspects
+  from graphile_worker._private_jobs j
+  where j.locked_by = p_worker_pool and j.id <> all (coalesce(p_running, '{}'));
+  return next;
+end $$;

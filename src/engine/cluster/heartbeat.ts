@@ -5,7 +5,7 @@ import { isReadOnlyError } from "../db/server-role.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { DatabaseHealth } from "./health.ts";
-import { heartbeatNode, registerNode, takeLivenessLock, type NodeRegistration } from "./nodes.ts";
+import { heartbeatNode, primarySince, registerNode, takeLivenessLock, type NodeRegistration } from "./nodes.ts";
 
 // The heartbeat runs on the node's own session (db/node-session.ts), never the pool: jobs can
 // hold every pooled connection, and a server that refuses new connections must not silence a
@@ -28,6 +28,8 @@ export function startHeartbeat(options: {
   logger: Logger;
   /** Called after a beat that found other nodes quiet (missed a beat): time for a rescue pass. */
   onQuietNodes?(count: number): void;
+  /** The session reconnected to a server that became the primary since the last one (a failover). */
+  onNewPrimary?(): void;
 }): Heartbeat {
   const { connector, node, intervalMs, health, logger } = options;
   // A beat that hangs (server frozen, network black hole) counts as a failure well before
@@ -37,6 +39,7 @@ export function startHeartbeat(options: {
   let stopped = false;
   let failures = 0;
   let inFlight: Promise<void> = Promise.resolve();
+  let lastPrimarySince: number | null = null;
 
   /**
    * The session holds the node's liveness lock for as long as it lives: when the process
@@ -51,7 +54,13 @@ export function startHeartbeat(options: {
     // Reconnect at least every second: after a failover the new primary is found at once.
     retryCapMs: Math.min(intervalMs, 1000),
     logger,
-    prepare: (client: pg.Client) => takeLivenessLock(client, node.nodeId, node.applicationName, timeoutMs),
+    async prepare(client: pg.Client) {
+      await takeLivenessLock(client, node.nodeId, node.applicationName, timeoutMs);
+      // A promotion starts a new timeline, and with it a new "primary since" (sql/024).
+      const since = await primarySince(client);
+      if (lastPrimarySince !== null && since !== lastPrimarySince) options.onNewPrimary?.();
+      lastPrimarySince = since;
+    },
     onLost(error) {
       if (stopped) return;
       health.down(error);

@@ -12,6 +12,9 @@ import type { Logger } from "../log.ts";
 
 const RELEASE_LOST_JOBS = "select released, suspects from scheduler.release_lost_jobs($1, $2::bigint[], make_interval(secs => $3::float8 / 1000))";
 
+/** After a new primary is noticed, how long before the node checks for locks lost with the old one. */
+const FAILOVER_SETTLE_MS = 2000;
+
 export interface LostJobs {
   released: string[];
   /** Jobs still locked by the pool that no worker holds (young locks, runs finishing). */
@@ -27,6 +30,8 @@ export async function releaseLostJobs(db: Queryable, workerPoolId: string, heldJ
 export interface LostLockWatch {
   /** One of the pool's connections failed: a lock taken before now may have been lost. */
   suspect(): void;
+  /** The database has a new primary: locks taken on the old one are lost if no worker holds them (sql/024), check soon. */
+  failover(): void;
   /** A check is wanted: suspected, and every lock lost before the suspicion is old enough to be told from one in flight. */
   due(): boolean;
   /** Releases this node's lost jobs; the suspicion stays while jobs no worker holds remain locked. */
@@ -44,14 +49,21 @@ export function watchLostLocks(options: {
 }): LostLockWatch {
   const { olderThanMs, logger } = options;
   let suspectedAt: number | null = null;
+  let failoverAt: number | null = null;
 
   return {
     suspect() {
       // The latest failure counts: a lock it lost is only old enough olderThanMs after it.
       suspectedAt = Date.now();
     },
+    failover() {
+      failoverAt = Date.now();
+      suspectedAt ??= failoverAt;
+    },
     due() {
-      return suspectedAt !== null && Date.now() - suspectedAt >= olderThanMs;
+      if (suspectedAt === null) return false;
+      // After a failover no get_job can still be on its way from the old primary: a moment is enough.
+      return Date.now() - suspectedAt >= olderThanMs || (failoverAt !== null && Date.now() - failoverAt >= FAILOVER_SETTLE_MS);
     },
     async check(db) {
       const since = suspectedAt;
@@ -67,7 +79,10 @@ export function watchLostLocks(options: {
         await announceJobs(db, found.released.length);
       }
       // A failure during the check is a new suspicion; it stays.
-      if (found.suspects === 0 && suspectedAt === since) suspectedAt = null;
+      if (found.suspects === 0 && suspectedAt === since) {
+        suspectedAt = null;
+        failoverAt = null;
+      }
     },
   };
 }

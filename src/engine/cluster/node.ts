@@ -120,6 +120,11 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     health,
     logger,
     onQuietNodes: () => rescue?.wake(),
+    onNewPrimary() {
+      logger.info("the database has a new primary (a failover): checking for jobs this node locked on the old one");
+      lostLocks?.failover();
+      rescue?.wake();
+    },
   });
   const endedRuns = new Set<string>();
   const runEnded = ({ runId }: { runId?: string }) => {

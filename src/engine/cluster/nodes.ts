@@ -23,6 +23,8 @@ on conflict (node_id) do update
 
 const TAKE_LIVENESS_LOCK = "select scheduler.take_liveness_lock($1, $2) as outcome";
 
+const PRIMARY_SINCE = "select scheduler.primary_since() as since";
+
 const PUBLISH_TASKS = "update scheduler.nodes set tasks = $2 where node_id = $1";
 
 const RECORD_WORKER_POOL = "update scheduler.nodes set worker_pool_id = $2 where node_id = $1";
@@ -70,6 +72,13 @@ export async function takeLivenessLock(db: Queryable, nodeId: string, applicatio
       ? `this node's liveness lock is still held by an older session of its own after it was ended (server process slow to exit?); will retry`
       : `this node's liveness lock is held by another session (not this node's: the application_name differs); will retry`,
   );
+}
+
+/** When the server became the primary, as the cluster first saw it (sql/024); -infinity for the one migrated. */
+export async function primarySince(db: Queryable): Promise<number> {
+  const { rows } = await db.query<{ since: Date | number }>(PRIMARY_SINCE);
+  const since = rows[0]!.since;
+  return since instanceof Date ? since.getTime() : Number(since);
 }
 
 export async function publishNodeTasks(db: Queryable, nodeId: string, tasks: string[]): Promise<void> {

@@ -92,6 +92,20 @@ describe("scheduler.release_lost_jobs", () => {
     await db.pool.query("delete from scheduler.job_runs");
   });
 
+  it("after a failover, releases at once what the pool locked on the old primary (before this one took over)", async () => {
+    const pool = "pool-f";
+    const before = await lockedJob("t", { n: "before the promotion" }, { workerPool: pool, lockedAgo: "5 seconds" });
+    // This server became the primary 2 s ago (as the first statement on a new timeline records it).
+    await db.pool.query("update scheduler.server_timelines set first_seen_at = now() - interval '2 seconds' where timeline = scheduler.current_timeline()");
+    await lockedJob("t", { n: "after the promotion" }, { workerPool: pool, lockedAgo: "1 second" });
+    try {
+      assert.deepEqual(await releaseLostJobs(db.pool, pool, [], 30_000), { released: [before], suspects: 1 }, "the lock taken since the promotion waits for the threshold");
+    } finally {
+      await db.pool.query("update scheduler.server_timelines set first_seen_at = '-infinity' where timeline = scheduler.current_timeline()");
+      await db.pool.query("delete from graphile_worker._private_jobs");
+    }
+  });
+
   it("skips a job another transaction has locked (a completion in flight), and counts it as a suspect", async () => {
     const pool = "pool-c";
     const id = await lockedJob("t", { n: "busy" }, { workerPool: pool, lockedAgo: "1 hour" });
