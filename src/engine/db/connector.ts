@@ -1,7 +1,8 @@
 import pg from "pg";
 import type { Logger } from "../log.ts";
 import { isPermanentConnectError } from "./connection-errors.ts";
-import { describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
+import { SchedulerError } from "../errors.ts";
+import { ConnectionStringError, describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
 import { describeState, isReadOnlyError, mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
 // The one place a connection to PostgreSQL is made: the node's pool, its session (liveness
@@ -71,7 +72,7 @@ export function createConnector(
   const given = typeof connection === "string" ? null : connection;
   const connectionString = typeof connection === "string" ? connection : connection.connectionString;
   const spec: ConnectionSpec = connectionString
-    ? parseConnectionString(connectionString, { label: options.label })
+    ? readConnectionString(connectionString, options.label)
     : { hosts: [{ host: given?.host ?? "localhost", port: Number(given?.port ?? 5432) }], database: given?.database, user: given?.user, targetSessionAttrs: "any", params: {} };
   const requirement = options.requirement ?? spec.targetSessionAttrs;
   const target = describeSpec(spec);
@@ -259,6 +260,20 @@ export function createConnector(
     },
     withRequirement: (wanted, newLogger) => createConnector(connection, { ...options, requirement: wanted, logger: newLogger ?? logger }),
   };
+}
+
+/** A connection string that cannot be read is refused like any bad setting: exit 2, what is wrong in it. */
+function readConnectionString(text: string, label: string | undefined): ConnectionSpec {
+  try {
+    return parseConnectionString(text, { label });
+  } catch (error) {
+    if (!(error instanceof ConnectionStringError)) throw error;
+    throw new SchedulerError("invalid_config", error.message, {
+      hint: "write it as libpq does: postgres://user:password@host1:5432,host2:5432/database?target_session_attrs=read-write, or host=host1,host2 dbname=database",
+      exitCode: 2,
+      cause: error,
+    });
+  }
 }
 
 /** Every host was tried; none suited. A read-only error when each answered (so callers wait for a primary). */

@@ -4,7 +4,7 @@ import pg from "pg";
 import { nodesCommand } from "../../../src/cli/commands/nodes.ts";
 import type { CliContext } from "../../../src/cli/command.ts";
 import { checkClusterSettings } from "../../../src/engine/cluster/node.ts";
-import { applicationNameFor, heartbeatNode, registerNode, releaseNode } from "../../../src/engine/cluster/nodes.ts";
+import { applicationNameFor, heartbeatNode, registerNode, releaseNode, takeLivenessLock } from "../../../src/engine/cluster/nodes.ts";
 import { closeLostRuns, pruneNodes, rescueDeadNodes } from "../../../src/engine/cluster/rescue.ts";
 import { loadConfig } from "../../../src/config.ts";
 import { testLogger, useTestDatabase } from "../../helpers/db.ts";
@@ -126,6 +126,32 @@ describe("cluster registry and rescue (SQL)", () => {
     } finally {
       await lockHolder.end();
       await sessionOnly.end();
+    }
+  });
+
+  it("takes a node's liveness lock without waiting: ends an older session of the node that still holds it, never another's", async () => {
+    const appName = "sps-node test lock 1";
+    const clients = ["older", "newer", "stranger"].map((which) => new pg.Client({ connectionString: db.connectionString, application_name: which === "stranger" ? "a rescuer" : appName }));
+    const [older, newer, stranger] = clients as [pg.Client, pg.Client, pg.Client];
+    for (const client of clients) {
+      client.on("error", () => {});
+      await client.connect();
+    }
+    try {
+      assert.equal(await takeLivenessLock(older, "lock-node", appName, 2000).then(() => "taken"), "taken");
+      // A half-open session of the same node from before a network cut: ended, then the lock is taken.
+      await takeLivenessLock(newer, "lock-node", appName, 5000);
+      await eventually(async () => (await q("select 1 from pg_stat_activity where application_name = $1", [appName])).rows.length === 1, { what: "the older session ended" });
+      await assert.rejects(older.query("select 1"));
+      // Held by a session that is not the node's (a rescuer checking it): waited for, never ended.
+      await newer.query("select pg_advisory_unlock(scheduler.node_lock_key('lock-node'))");
+      await stranger.query("select pg_advisory_lock(scheduler.node_lock_key('lock-node'))");
+      await assert.rejects(takeLivenessLock(newer, "lock-node", appName, 500), /held by another session \(not this node's/);
+      assert.equal((await stranger.query("select 1 as alive")).rows[0].alive, 1, "the stranger's session lives");
+      // No backend left waiting on the lock (pg_try_advisory_lock never queues).
+      assert.equal((await q("select count(*)::int as n from pg_locks where locktype = 'advisory' and not granted")).rows[0].n, 0);
+    } finally {
+      await Promise.all(clients.map((client) => client.end().catch(() => {})));
     }
   });
 
