@@ -1,5 +1,6 @@
 import type pg from "pg";
 import type { Connector } from "../db/connector.ts";
+import type { Queryable } from "../db/pool.ts";
 import { startNodeSession, type NodeSession } from "../db/node-session.ts";
 import { isReadOnlyError } from "../db/server-role.ts";
 import { errorMessage } from "../errors.ts";
@@ -13,6 +14,9 @@ import { heartbeatNode, primarySince, registerNode, takeLivenessLock, type NodeR
 // the database is there at all (DatabaseHealth). A beat is also the session's liveness check:
 // a statement every interval, with a timeout, so a silently dead socket is noticed within
 // seconds, not after the kernel's retransmission timeout (about 15 minutes).
+
+/** The node's session's time-out for connecting and for statements other than the beat. */
+const SESSION_TIMEOUT_MS = 10_000;
 
 export interface Heartbeat {
   /** The node's session: liveness lock, heartbeat, every LISTEN of the node. */
@@ -50,12 +54,14 @@ export function startHeartbeat(options: {
   const session = startNodeSession({
     connector,
     applicationName: node.applicationName,
-    timeoutMs,
+    // Connecting, taking the lock and listening again after a restart of the server may take
+    // longer than a beat may: the beat has its own, shorter time-out (below).
+    timeoutMs: Math.max(SESSION_TIMEOUT_MS, timeoutMs),
     // Reconnect at least every second: after a failover the new primary is found at once.
     retryCapMs: Math.min(intervalMs, 1000),
     logger,
     async prepare(client: pg.Client) {
-      await takeLivenessLock(client, node.nodeId, node.applicationName, timeoutMs);
+      await takeLivenessLock(client, node.nodeId, node.applicationName, Math.max(SESSION_TIMEOUT_MS, timeoutMs));
       // A promotion starts a new timeline, and with it a new "primary since" (sql/024).
       const since = await primarySince(client);
       if (lastPrimarySince !== null && since !== lastPrimarySince) options.onNewPrimary?.();
@@ -76,11 +82,13 @@ export function startHeartbeat(options: {
   async function beat(): Promise<void> {
     const client = session.current();
     if (!client) return; // reconnecting: the session reports to health, and beats once it is back
+    // A beat that takes longer than this says nothing good about the session.
+    const timed: Queryable = { query: (text, values) => client.query({ text, values, query_timeout: timeoutMs } as pg.QueryConfig) };
     try {
-      const verdict = await heartbeatNode(client, node.nodeId, intervalMs);
+      const verdict = await heartbeatNode(timed, node.nodeId, intervalMs);
       if (verdict === "unknown") {
         logger.warn("this node's registration was missing (pruned, or lost in a failover?); registering again");
-        await registerNode(client, node);
+        await registerNode(timed, node);
       } else if (verdict.deadAt) {
         logger.error(
           { declaredDeadAt: verdict.deadAt, declaredDeadBy: verdict.deadBy },

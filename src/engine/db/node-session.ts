@@ -70,7 +70,7 @@ export function startNodeSession(options: NodeSessionOptions): NodeSession {
     which.end().catch(() => {});
     if (closed) return;
     options.onLost?.(error);
-    void ensureConnected();
+    void ensureConnected().catch(() => {}); // rejects only once closed
   }
 
   async function connectOnce(): Promise<pg.Client> {

@@ -62,7 +62,7 @@ async function checkJobs(t: TestContext, scenario: string, prefix: string, tags:
   assert.deepEqual(duplicates, [], "no job succeeded twice");
   assert.deepEqual(rows.filter((row) => row.status === "running").map((row) => row.id), [], "no run left marked running");
   assert.deepEqual(overlaps(await runs(db, "task like 'work_%'")), []);
-  assert.deepEqual(nodes.map((node) => node.exitCode), [undefined, undefined], "both nodes still running");
+  assert.deepEqual(nodes.map((node) => node.exitCode), [undefined, undefined], `both nodes still running; their logs (tail):\n${nodes.map((node) => `${node.name}: ${node.stderrTail}`).join("\n---\n")}`);
   t.diagnostic(`${scenario}, ${tags.length} jobs: jobs lost ${lost.length}, duplicate runs ${duplicates.length}, recovery ${(recoveryMs / 1000).toFixed(1)} s`);
 }
 
