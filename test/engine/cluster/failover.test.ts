@@ -10,6 +10,7 @@ import pg from "pg";
 import { createPool } from "../../../src/engine/db/pool.ts";
 import type { ReplicatedCluster } from "../../helpers/replication.ts";
 import { runCliProcess } from "../../helpers/cli.ts";
+import { haproxyBinary, startHaProxy } from "../../helpers/haproxy.ts";
 import { eventually, sleep } from "../../helpers/wait.ts";
 import { DATABASE, effectCount, effectTally, failoverNode, hardFailover, multiHostUrl, queueEffects, scenarioSkip, startFailoverCluster, startPgBouncer } from "./failover-scenarios.ts";
 import type { NodeProcess } from "./harness.ts";
@@ -133,6 +134,23 @@ describe("a primary turned read-only with the nodes' sessions kept, a new primar
       assert.ok(readOnlyWarnings(subject).length >= 1 && readOnlyWarnings(subject).length <= 2, `${subject.name}: one warning per episode, not a flood (${readOnlyWarnings(subject).length})`);
       assert.equal(subject.logged(/worker_failed|graphile-worker stopped this node's worker pool/).length, 0);
     }
+  });
+});
+
+describe("Patroni's HAProxy recipe: a primary killed mid-work behind HAProxy checking /primary", { skip: scenarioSkip() || (!haproxyBinary && "haproxy is not installed: apt-get install haproxy (.ci/run does)") }, () => {
+  it("loses no job, keeps every node, and resumes once HAProxy routes to the promoted standby", async (t: TestContext) => {
+    const servers = await cluster({ synchronous: true });
+    const proxy = await startHaProxy([servers.primary, servers.standbys[0]!]);
+    t.after(() => proxy.stop());
+    await proxy.routesTo(servers.primary);
+    const pair = [node("haproxy-1", proxy.urlFor(DATABASE)), node("haproxy-2", proxy.urlFor(DATABASE))];
+    await Promise.all(pair.map((subject) => subject.started()));
+    const result = await hardFailover(servers, { prefix: "haproxy", count: 2000, crashAfter: 400 });
+    t.diagnostic(`${result.jobs} jobs: lost ${result.lost}, repeated ${result.repeated} (in flight at the crash: ${result.inFlight}); first job done ${result.resumeMs} ms after the promotion, all done after ${result.drainedMs} ms`);
+    assert.equal(result.lost, 0);
+    assert.ok(result.repeated <= Math.max(result.inFlight, 8), `repeated ${result.repeated} > in flight ${result.inFlight}`);
+    assert.ok(result.resumeMs < 10_000, `resumed ${result.resumeMs} ms after the promotion`);
+    assert.deepEqual(pair.map((subject) => subject.exitCode), [undefined, undefined], "no node exited");
   });
 });
 
