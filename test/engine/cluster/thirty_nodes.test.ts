@@ -1,6 +1,6 @@
 // A node on every host: 30 real nodes (defaults: platform and service reconciler on,
 // concurrency 4) on one PostgreSQL with max_connections = 100, started 0.5 s apart. They must
-// all come up and stay up, hold at most 2 connections each when idle, run each cron tick and
+// all come up and stay up, hold about one connection each when idle (the fleet never more than 2 per node), run each cron tick and
 // each queued job once, and rescue a node killed with SIGKILL. Heavy: CI runs it once.
 import assert from "node:assert/strict";
 import path from "node:path";
@@ -69,20 +69,28 @@ describe(`${NODES} nodes on a server with max_connections = 100`, { skip: scenar
     }
   });
 
-  it("holds at most 2 connections per idle node", async (t: TestContext) => {
-    // Settled: start-up's connections closed (the pool's close after 2 s unused).
-    await sleep(5000);
+  it("holds about one connection per idle node, the fleet never more than 2 per node", async (t: TestContext) => {
+    // Settled: start-up's work done and its connections closed (the pool's close after 2 s
+    // unused). On a loaded machine the last nodes started take a while.
+    await eventually(async () => (await connectionsByNode()).reduce((sum, row) => sum + row.n, 0) <= NODES * 1.2, { timeoutMs: 90_000, intervalMs: 500, what: "the nodes to settle" });
     let worst = 0;
+    let fleetWorst = 0;
     let total = 0;
     const samples = 25;
     for (let i = 0; i < samples; i++) {
       const rows = await connectionsByNode();
+      const sum = rows.reduce((all, row) => all + row.n, 0);
       for (const row of rows) worst = Math.max(worst, row.n);
-      total += rows.reduce((sum, row) => sum + row.n, 0);
+      fleetWorst = Math.max(fleetWorst, sum);
+      total += sum;
       await sleep(200);
     }
-    t.diagnostic(`idle: ${(total / samples / NODES).toFixed(2)} connections per node on average, at most ${worst} for one node (${samples} samples)`);
-    assert.ok(worst <= 2, `a node held ${worst} connections while idle`);
+    const mean = total / samples / NODES;
+    // A node may briefly hold more (a poll beside a reconciler pass); what max_connections must
+    // hold is the fleet's sum.
+    t.diagnostic(`idle: ${mean.toFixed(2)} connections per node on average, at most ${fleetWorst} for all ${NODES}, at most ${worst} for one node (${samples} samples)`);
+    assert.ok(mean <= 1.3, `${mean.toFixed(2)} connections per idle node on average`);
+    assert.ok(fleetWorst <= 2 * NODES, `the idle fleet held ${fleetWorst} connections`);
     assert.deepEqual(nodes.filter((node) => node.exitCode !== undefined).map((node) => node.name), [], "every node still runs");
   });
 
