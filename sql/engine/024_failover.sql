@@ -36,11 +36,11 @@ end $$;
 -- The timeline of the server migrated is not a failover.
 insert into scheduler.server_timelines (timeline, first_seen_at) values (scheduler.current_timeline(), '-infinity');
 
--- Since when a node's silence counts: its last beat, unless the server started or became the
--- primary later.
-create function scheduler.silent_since(p_last_heartbeat_at timestamptz) returns timestamptz
+-- Since when silence counts at all: the later of the server's start and the moment it became
+-- the primary. A node's silence counts from the later of this and its last beat.
+create function scheduler.silence_origin() returns timestamptz
 language sql volatile as $$
-  select greatest(p_last_heartbeat_at, pg_postmaster_start_time(), scheduler.primary_since());
+  select greatest(pg_postmaster_start_time(), scheduler.primary_since());
 $$;
 
 create or replace function scheduler.node_beat(p_node_id text, p_quiet_after interval)
@@ -54,11 +54,11 @@ language sql as $$
     from before
     where n.node_id = before.node_id
     returning before.dead_at, before.dead_by
-  )
+  ), origin as (select scheduler.silence_origin() as at)
   select beat.dead_at, beat.dead_by,
-         (select count(*)::int from scheduler.nodes q
+         (select count(*)::int from scheduler.nodes q, origin
           where q.node_id <> p_node_id and q.stopped_at is null and q.dead_at is null
-            and scheduler.silent_since(q.last_heartbeat_at) < now() - p_quiet_after)
+            and greatest(q.last_heartbeat_at, origin.at) < now() - p_quiet_after)
   from beat;
 $$;
 
@@ -108,6 +108,7 @@ declare
   v_rescued scheduler.rescues[];
   v_released int;
   v_rescue scheduler.rescues;
+  v_origin timestamptz := scheduler.silence_origin();
   -- Within the heartbeat timeout of a promotion, a free liveness lock proves nothing.
   v_after_failover boolean := scheduler.primary_since() > now() - p_dead_after;
 begin
@@ -118,7 +119,7 @@ begin
     from scheduler.nodes n
     where n.stopped_at is null and n.dead_at is null and n.node_id <> p_rescuer
       and (
-        scheduler.silent_since(n.last_heartbeat_at) < now() - p_dead_after
+        greatest(n.last_heartbeat_at, v_origin) < now() - p_dead_after
         or (n.holds_liveness_lock and not v_after_failover
             and greatest(n.last_heartbeat_at, pg_postmaster_start_time()) < now() - p_lock_silence
             and scheduler.node_process_gone(n.node_id, n.application_name))

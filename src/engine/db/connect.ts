@@ -31,6 +31,13 @@ export function writerRequirement(wanted: TargetSessionAttrs, what: string): Tar
   });
 }
 
+/** A connector for connections that write (`what`: "a node", a command): see writerRequirement. */
+export function writerConnector(connectionString: string, what: string, logger: Logger): Connector {
+  const connector = createConnector(connectionString, { logger });
+  const requirement = writerRequirement(connector.spec.targetSessionAttrs, what);
+  return requirement === connector.requirement ? connector : connector.withRequirement(requirement);
+}
+
 /**
  * DATABASE_URL when set; otherwise the embedded server in SCHEDULER_DATA_DIR, which a node
  * owns (starts or adopts, and stops last) and a CLI command borrows when it runs.
@@ -43,11 +50,8 @@ export async function resolveDatabase(
   logger: Logger,
   options: { role?: OwnerRole; writes?: string; primaryTimeoutMs?: number } = {},
 ): Promise<DatabaseTarget> {
-  const connectorFor = (connectionString: string) => {
-    const probe = createConnector(connectionString, { logger });
-    const requirement = options.writes ? writerRequirement(probe.spec.targetSessionAttrs, options.writes) : probe.requirement;
-    return requirement === probe.requirement ? probe : createConnector(connectionString, { logger, requirement });
-  };
+  const connectorFor = (connectionString: string) =>
+    options.writes ? writerConnector(connectionString, options.writes, logger) : createConnector(connectionString, { logger });
   if (config.DATABASE_URL) {
     const connector = connectorFor(config.DATABASE_URL);
     await waitForDatabase(connector, { logger, primaryTimeoutMs: options.primaryTimeoutMs });

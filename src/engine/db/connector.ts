@@ -3,7 +3,7 @@ import type { Logger } from "../log.ts";
 import { isPermanentConnectError } from "./connection-errors.ts";
 import { SchedulerError } from "../errors.ts";
 import { ConnectionStringError, describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
-import { describeState, isReadOnlyError, mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
+import { mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
 // The one place a connection to PostgreSQL is made: the node's pool, its session (liveness
 // lock, heartbeat, every LISTEN) and the CLI's pool all get their clients here. It reads
@@ -302,4 +302,3 @@ export function wantedWord(requirement: TargetSessionAttrs): string {
 }
 
 
-export { describeState, isReadOnlyError };

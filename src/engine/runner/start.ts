@@ -2,15 +2,15 @@ import { EventEmitter } from "node:events";
 import fs from "node:fs";
 import path from "node:path";
 import { run, type ParsedCronItem, type Runner, type WorkerEvents, type WorkerPool } from "graphile-worker";
-import { writerRequirement } from "../db/connect.ts";
-import { createConnector, type Connector } from "../db/connector.ts";
+import { writerConnector } from "../db/connect.ts";
+import { createConnector } from "../db/connector.ts";
 import { connectorOf, createPool, waitForDatabase, type Pool } from "../db/pool.ts";
 import { ensureSchema } from "../db/readiness.ts";
 import { schemaPlanOf } from "../db/schema-plan.ts";
 import { requireSessionConnection } from "../db/session-check.ts";
 import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
-import { graphileLoggerFor, type Logger } from "../log.ts";
+import { graphileLoggerFor } from "../log.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
@@ -38,12 +38,6 @@ export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from
 /** How long a pooled connection of a node stays open unused. */
 const POOL_IDLE_MS = 2000;
 
-/** A node writes: its connection string may not ask for a standby (refused, exit 2). */
-function nodeConnector(connectionString: string, log: Logger): Connector {
-  const probe = createConnector(connectionString, { logger: log });
-  return createConnector(connectionString, { logger: log, requirement: writerRequirement(probe.spec.targetSessionAttrs, "a node") });
-}
-
 const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { version: string }).version;
 
 /**
@@ -64,7 +58,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   // server that takes writes required, read-only servers left for the next primary.
   const connector = options.pool
     ? (connectorOf(options.pool)?.withRequirement("read-write", log) ?? createConnector(options.pool.options, { requirement: "read-write", logger: log }))
-    : nodeConnector(connectionString!, log);
+    : writerConnector(connectionString!, "a node", log);
   if (!options.pool) await waitForDatabase(connector, { logger: log, primaryTimeoutMs: prepared.cluster.giveUpMs });
   // A connection per running job and one for the node's bookkeeping; the node's session is
   // apart. Idle connections close after POOL_IDLE_MS: an idle node holds its session only.
