@@ -11,6 +11,10 @@
 // each process's resident memory (VmRSS).
 //
 //   node scripts/with-postgres.ts bench/idle.ts     (BENCH_IDLE_WINDOW_S=60 by default)
+//
+// BENCH_IDLE_COMPILED=1 runs the nodes from the compiled dist/ (`npm run build`), as an
+// installed package does: no TypeScript compiled in the process, which is most of the memory
+// difference between a checkout's `npm start` and an installed node.
 import { spawn, type ChildProcess } from "node:child_process";
 import fs from "node:fs";
 import os from "node:os";
@@ -23,6 +27,9 @@ import { NodeProcess } from "../test/engine/cluster/harness.ts";
 import { loadEngineConfig } from "../src/engine/config.ts";
 
 const WINDOW_S = Number(process.env.BENCH_IDLE_WINDOW_S ?? 60);
+const COMPILED = process.env.BENCH_IDLE_COMPILED === "1";
+const projectRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const nodeCommand = COMPILED ? [process.execPath, path.join(projectRoot, "dist/src/cli/main.js"), "start"] : undefined;
 // A node's first rescue pass, and with it the hourly pruning of old node records, comes once
 // its connection has been up for the dead threshold (a node that just connected cannot tell a
 // dead peer from a slow one). Ten nodes started together do it together: one-off start-up
@@ -135,7 +142,8 @@ async function main(): Promise<void> {
   fs.writeFileSync(emptyCrontab, "");
   const admin = new pg.Client({ connectionString: adminUrl() });
   await admin.connect();
-  console.log(`# bench:idle — transactions/s an idle process causes (pg_stat_database), window ${WINDOW_S} s after a warm-up of ${NODE_WARMUP_MS / 1000} s (nodes) or ${BARE_WARMUP_MS / 1000} s (bare runners); ${os.availableParallelism()} cores`);
+  if (COMPILED && !fs.existsSync(nodeCommand![1]!)) throw new Error("BENCH_IDLE_COMPILED=1 needs the compiled package: run `npm run build` first");
+  console.log(`# bench:idle — transactions/s an idle process causes (pg_stat_database), ${COMPILED ? "nodes from dist/ (compiled)" : "nodes from src/ (TypeScript compiled by Node)"}, window ${WINDOW_S} s after a warm-up of ${NODE_WARMUP_MS / 1000} s (nodes) or ${BARE_WARMUP_MS / 1000} s (bare runners); ${os.availableParallelism()} cores`);
   const nodes = (db: TestDatabase, count: number) => async () => {
     const started = Array.from({ length: count }, (_, i) => new NodeProcess(`idle${i + 1}`, {
       DATABASE_URL: db.connectionString,
@@ -148,7 +156,7 @@ async function main(): Promise<void> {
       SCHEDULER_NODE_DEAD_AFTER_MS: "",
       SCHEDULER_RESCUE_INTERVAL_MS: "",
       SCHEDULER_CONCURRENCY: "",
-    }));
+    }, nodeCommand));
     for (const node of started) await node.started(120_000);
     return { stop: async () => void (await Promise.all(started.map((node) => node.stop()))), pids: () => started.map((node) => node.pid) };
   };

@@ -1,6 +1,6 @@
 import { Logger as GraphileLogger, type LogLevel } from "graphile-worker";
+import { createRequire } from "node:module";
 import pino, { type Logger } from "pino";
-import pinoPretty from "pino-pretty";
 
 export type { Logger };
 
@@ -21,6 +21,8 @@ function stderrStream() {
  */
 export function createLogger(level: string = "info", pretty = process.stderr.isTTY === true): Logger {
   if (pretty) {
+    // Loaded only for a terminal: a node logging JSON never pays for the formatter.
+    const pinoPretty = createRequire(import.meta.url)("pino-pretty") as typeof import("pino-pretty");
     return pino({ level }, pinoPretty({ destination: stderrStream(), translateTime: "SYS:HH:MM:ss.l", ignore: "pid,hostname", sync: true }));
   }
   return pino({ level }, stderrStream());

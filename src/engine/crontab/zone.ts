@@ -17,6 +17,10 @@ export interface WallTime {
 
 const formats = new Map<string, Intl.DateTimeFormat>();
 
+// UTC needs no time zone data: read from Date itself, so a node whose schedules are all UTC
+// (the default) never loads ICU's zone tables (about 5 MiB of memory).
+const UTC_NAMES = new Set(["UTC", "Etc/UTC"]);
+
 function formatFor(zone: string): Intl.DateTimeFormat {
   let format = formats.get(zone);
   if (!format) {
@@ -43,6 +47,7 @@ export function zoneProblem(zone: string): string | null {
   if (!/^[A-Za-z][A-Za-z0-9_+\-]*(\/[A-Za-z0-9_+\-]+)*$/.test(zone)) {
     return `'${zone}' is not an IANA time zone name (e.g. Europe/Berlin, America/New_York, UTC)`;
   }
+  if (UTC_NAMES.has(zone)) return null;
   try {
     formatFor(zone);
     return null;
@@ -53,6 +58,10 @@ export function zoneProblem(zone: string): string | null {
 
 /** The wall clock of `zone` at instant `utcMs`. */
 export function wallTimeAt(zone: string, utcMs: number): WallTime {
+  if (UTC_NAMES.has(zone)) {
+    const at = new Date(utcMs);
+    return { year: at.getUTCFullYear(), month: at.getUTCMonth() + 1, date: at.getUTCDate(), hour: at.getUTCHours(), minute: at.getUTCMinutes(), dow: at.getUTCDay() };
+  }
   const parts: Record<string, number> = {};
   for (const part of formatFor(zone).formatToParts(utcMs)) {
     if (part.type !== "literal") parts[part.type] = Number(part.value);

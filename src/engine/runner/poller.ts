@@ -1,4 +1,4 @@
-import type { WorkerEvents, WorkerPool } from "graphile-worker";
+import type { Worker, WorkerEvents, WorkerPool } from "graphile-worker";
 
 // One poll per node per interval, not one per worker. graphile-worker's workers each poll on
 // their own when idle, each on a pooled connection, which kept an idle node's connections
@@ -6,11 +6,17 @@ import type { WorkerEvents, WorkerPool } from "graphile-worker";
 // one idle worker each interval instead (jittered, so nodes do not poll together). When that
 // look finds a job, one more idle worker looks, and so on until one finds nothing: a backlog
 // that no NOTIFY announced is still worked off by every worker, not one at a time.
+//
+// At start every worker looks once on its own; those first looks take turns (each waits for
+// the one before it to finish), so a node coming up opens one pooled connection, not one per
+// worker: thirty nodes started together do not need a burst of connections.
 
 /** What the workers' own poll interval becomes: the node's poller does the polling. */
 export const WORKER_POLL_FACTOR = 20;
 
 export interface NodePoller {
+  /** The graphile-worker plugin that makes the workers' first looks take turns. */
+  plugin: GraphileConfig.Plugin;
   stop(): void;
 }
 
@@ -20,14 +26,39 @@ export function pollForWorkers(options: { events: WorkerEvents; workerPool: () =
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
 
-  const onStart = () => {
+  // Each worker's first look waits for the previous worker's to end (found a job, found
+  // none, or failed); `firstLooks` holds what ends the looks still under way.
+  let previousFirstLook: Promise<void> = Promise.resolve();
+  const firstLooks = new Map<Worker, () => void>();
+  const firstLookEnded = ({ worker }: { worker: Worker }) => {
+    firstLooks.get(worker)?.();
+    firstLooks.delete(worker);
+  };
+  const plugin: GraphileConfig.Plugin = {
+    name: "SystemPromptSchedulerFirstLookPlugin",
+    version: "1",
+    worker: {
+      hooks: {
+        startWorker(_ctx, { worker }) {
+          const turn = previousFirstLook;
+          previousFirstLook = new Promise<void>((resolve) => firstLooks.set(worker, resolve));
+          return turn;
+        },
+      },
+    },
+  };
+
+  const onStart = (event: { worker: Worker }) => {
+    firstLookEnded(event);
     if (looking) workerPool()?.nudge(1);
   };
-  const onEmpty = () => {
+  const onEmpty = (event: { worker: Worker }) => {
+    firstLookEnded(event);
     looking = false;
   };
   events.on("job:start", onStart);
   events.on("worker:getJob:empty", onEmpty);
+  events.on("worker:getJob:error", firstLookEnded);
 
   const schedule = () => {
     if (stopped) return;
@@ -46,11 +77,15 @@ export function pollForWorkers(options: { events: WorkerEvents; workerPool: () =
   schedule();
 
   return {
+    plugin,
     stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      for (const end of firstLooks.values()) end();
+      firstLooks.clear();
       events.off("job:start", onStart);
       events.off("worker:getJob:empty", onEmpty);
+      events.off("worker:getJob:error", firstLookEnded);
     },
   };
 }

@@ -115,7 +115,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
       logger: graphileLoggerFor(log),
       events: workerEvents,
       preset: {
-        plugins: [cluster.graphilePlugin],
+        plugins: [cluster.graphilePlugin, poller.plugin],
         worker: {
           concurrentJobs: concurrency,
           // graphile-worker 0.17+ batches completions; a job finishing during shutdown

@@ -4,7 +4,7 @@ import { CronExpressionParser } from "cron-parser";
 import { parseCrontabText, type CrontabEntry } from "../../../src/engine/crontab/parse.ts";
 import { nextZonedRun } from "../../../src/engine/crontab/schedule.ts";
 import { hourFieldFollowsElapsedTime } from "../../../src/engine/crontab/match.ts";
-import { offsetAt } from "../../../src/engine/crontab/zone.ts";
+import { offsetAt, wallTimeAt, zoneProblem } from "../../../src/engine/crontab/zone.ts";
 import { useTestDatabase } from "../../helpers/db.ts";
 
 // Zoned crontab lines (`?tz=`): the DST rule (src/engine/crontab/match.ts) checked three ways
@@ -165,6 +165,20 @@ describe("zoned crontab lines across DST", () => {
       assert.equal(nextRunsTs(expression, zone, after, 1)[0], want.toISOString(), `${label}: TypeScript`);
     });
     assert.ok(compared > 350, `compared ${compared} of 500`);
+  });
+
+  it("reads UTC's wall clock without zone data, as Intl reads it", () => {
+    const intl = new Intl.DateTimeFormat("en-US", { timeZone: "UTC", hourCycle: "h23", year: "numeric", month: "numeric", day: "numeric", hour: "numeric", minute: "numeric", weekday: "short" });
+    const days = ["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"];
+    for (let i = 0; i < 2000; i++) {
+      const at = Date.UTC(1999, 0, 1) + Math.floor(Math.random() * 40 * 365 * 24 * 60) * 60_000 + Math.floor(Math.random() * 60_000);
+      const parts = Object.fromEntries(intl.formatToParts(at).map((part) => [part.type, part.value]));
+      const expected = { year: Number(parts.year), month: Number(parts.month), date: Number(parts.day), hour: Number(parts.hour), minute: Number(parts.minute), dow: days.indexOf(parts.weekday!) };
+      assert.deepEqual(wallTimeAt("UTC", at), expected, new Date(at).toISOString());
+      assert.deepEqual(wallTimeAt("Etc/UTC", at), expected);
+    }
+    assert.equal(zoneProblem("UTC"), null);
+    assert.equal(offsetAt("UTC", Date.UTC(2025, 6, 1)), 0);
   });
 
   it("UTC lines keep graphile-worker's own matcher; SCHEDULER_TIMEZONE is the default zone", () => {
