@@ -176,6 +176,22 @@ export async function releaseRunLock(db: Queryable, lockKey: string | null): Pro
   await db.query("select scheduler.release_run_lock($1)", [lockKey]);
 }
 
+/**
+ * Releases the run lock on every path: when the release itself fails (a late cancel, a
+ * statement timeout, a server that turned read-only), the session that holds the lock is
+ * ended instead, which releases it (the pool drops an ended client). A lock left on a pooled
+ * session would make every node defer the task for as long as that connection lives.
+ */
+export async function releaseRunLockSurely(client: Queryable & { end(): Promise<void> }, lockKey: string | null, onEnded: (error: unknown) => void): Promise<void> {
+  if (lockKey === null) return;
+  try {
+    await releaseRunLock(client, lockKey);
+  } catch (error) {
+    onEnded(error);
+    await client.end().catch(() => {});
+  }
+}
+
 /** Shows the run as 'running' once it has gone on for RUNNING_ROW_AFTER_MS; call the returned function when it ends. */
 export function showRunningAfterAWhile(db: Queryable, run: RunRecord, onError: (error: unknown) => void): () => void {
   const timer = setTimeout(() => recordRunning(db, run).catch(onError), RUNNING_ROW_AFTER_MS);

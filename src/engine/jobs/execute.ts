@@ -3,7 +3,7 @@ import { cancelRunningQuery } from "../db/cancel.ts";
 import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal, markCompletedInRun } from "../graphile/internals.ts";
-import { claimRun, recordOutcome, recordSuccessAndFinish, releaseRunLock, type Claim, type RunStart } from "../history/runs.ts";
+import { claimRun, recordOutcome, recordSuccessAndFinish, releaseRunLock, releaseRunLockSurely, type Claim, type RunStart } from "../history/runs.ts";
 import { beginClaimedRun, overlapSkip } from "./claimed.ts";
 import type { DefinedJob } from "./types.ts";
 import { describePayloadErrors, splitPayload } from "./payload.ts";
@@ -83,6 +83,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
         }
       },
     };
+    const lockReleaseFailed = (error: unknown) => logger.warn({ error: errorMessage(error) }, "releasing the job's lock failed; its connection is closed instead, which releases it");
     const started = Date.now();
     try {
       const result = await job.run({
@@ -107,10 +108,12 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
           markCompletedInRun(helpers.job);
         }
       } catch (error) {
-        // The work is done; only this connection broke. Record the success on the pool (the
-        // lock went with the session), so the run is not re-run as a failure.
+        // The work is done; only its last statement failed (a broken connection, a late
+        // cancel, a statement timeout). Record the success on the pool, so the run is not
+        // re-run as a failure, and make sure the lock does not outlive the run.
         logger.warn({ error: errorMessage(error) }, "recording the run's success on its own connection failed; retrying on the pool");
         await recordOutcome(helpers, run, { status: "success", result });
+        await releaseRunLockSurely(client, lockKey, lockReleaseFailed);
       }
       const durationMs = Date.now() - started;
       logger.info({ itemsProcessed: result.itemsProcessed, itemsFailed: result.itemsFailed, durationMs, dryRun: !payload.enforce, details: result.details }, result.message);
@@ -121,7 +124,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       const message = errorMessage(error);
       // On the pool: this run's own connection may be the thing that broke.
       await recordOutcome(helpers, run, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
-      await releaseRunLock(client, lockKey).catch(() => {});
+      await releaseRunLockSurely(client, lockKey, lockReleaseFailed);
       const durationMs = Date.now() - started;
       logger.error({ error: message, durationMs }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false, durationMs });

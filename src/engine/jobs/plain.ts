@@ -31,7 +31,14 @@ export function wrapPlainTask(name: string, task: Task, runtime: JobRuntime): Ta
       const result = { itemsProcessed: 0, itemsFailed: 0, message: "completed" };
       // Completes the graphile-worker job too (sql/engine/010), so its queue is free before the
       // worker asks for its next job: idle workers poll only every 30 s.
-      await recordSuccessAndFinish(helpers, run, null, helpers.job.locked_by, result);
+      try {
+        await recordSuccessAndFinish(helpers, run, null, helpers.job.locked_by, result);
+      } catch (error) {
+        // The task succeeded; only the bookkeeping failed. Recorded as a success once more
+        // (graphile-worker completes the job when the task returns), never re-run as a failure.
+        logger.warn({ error: errorMessage(error) }, "recording the task's success failed; retrying once");
+        await recordOutcome(helpers, run, { status: "success", result }).catch((e: unknown) => logger.error({ err: e }, "could not record the successful run"));
+      }
       const durationMs = Date.now() - started;
       logger.info({ durationMs }, "plain task completed");
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });
