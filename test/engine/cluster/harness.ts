@@ -140,7 +140,9 @@ export async function addJob(db: Queryable, task: string, payload: Record<string
 export interface RunRow {
   id: string;
   job_id: string;
+  job_name: string;
   task: string;
+  attempt: number;
   node_id: string;
   status: string;
   tag: string | null;
@@ -152,7 +154,7 @@ export interface RunRow {
 
 export async function runs(db: Queryable, where = "true", values: unknown[] = []): Promise<RunRow[]> {
   const { rows } = await db.query<RunRow>(
-    `select id, job_id, task, node_id, status, coalesce(details->>'tag', payload->>'tag') as tag, scheduled_for, started_at, finished_at, error
+    `select id, job_id, job_name, task, attempt, node_id, status, coalesce(details->>'tag', payload->>'tag') as tag, scheduled_for, started_at, finished_at, error
      from scheduler.job_runs where ${where} order by id`,
     values,
   );
