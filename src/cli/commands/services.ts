@@ -347,7 +347,8 @@ export const servicesCommand: Command = {
   reconcile [--dry-run]                reconcile this host now and print the result
   cleanup                              remove rows of disabled services without a process
 
-Module names: ${MODULE_NAMES.join(", ")}.`,
+Module names: ${MODULE_NAMES.join(", ")}. With separate database roles, add, enable, disable and
+stop need the admin role (migrate --admin-role); the nodes' runtime role may not change them.`,
   subcommands: [list, add, desiredCommand("enable"), desiredCommand("disable"), stop, reconcile, cleanup],
   async run(ctx) {
     ctx.print(servicesCommand.usage);

@@ -153,7 +153,7 @@ export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, opti
 }
 
 /** Refuses, before anything is applied, an admin role with nothing to grant or one that is also the runtime role. */
-export function checkRoleOptions(plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string }): void {
+function checkRoleOptions(plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string }): void {
   if (options.adminRole === undefined) return;
   if (plan.adminGrants.length === 0) {
     throw new SchedulerError("no_admin_grants", "no admin role is needed here: none of the packs has rights for one (the engine alone has only the runtime role)", { hint: "leave out --admin-role", exitCode: 2 });
