@@ -3,7 +3,7 @@
 export { defineJob, definitionOf, type DefinedJob, type JobDefinition, type PayloadOf } from "./engine/jobs/define.ts";
 export type { JobContext } from "./engine/jobs/types.ts";
 export type { JobResult, JobStatus } from "./engine/history/types.ts";
-export { startScheduler, migrate, runtimeGrantsSql, type SchedulerOptions, type MigrateOptions } from "./scheduler.ts";
+export { startScheduler, migrate, runtimeGrantsSql, adminGrantsSql, type SchedulerOptions, type MigrateOptions } from "./scheduler.ts";
 export type { MigrateResult } from "./engine/db/migrate.ts";
 export type { AdoptionReport } from "./engine/db/adoption.ts";
 export type { SchedulerHandle, RunJobOptions, QueuedRun } from "./engine/runner/options.ts";

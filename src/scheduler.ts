@@ -48,6 +48,12 @@ export interface MigrateOptions {
    * and granted again by every later migrate.
    */
   runtimeRole?: string;
+  /**
+   * A role people use to register services and change what they run (which the runtime role
+   * may not): granted the platform's admin rights (sql/grants/platform_admin.sql), and granted
+   * again by every later migrate. Never the runtime role.
+   */
+  adminRole?: string;
 }
 
 /**
@@ -56,10 +62,20 @@ export interface MigrateOptions {
  * current; safe to run concurrently. Run it as the owner; `runtimeRole` names the nodes' role.
  */
 export function migrate(pool: Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
-  return migratePlan(pool, options.logger ?? createLogger("warn"), schemaPlanOf(packsFor(options)), { runtimeRole: options.runtimeRole });
+  return migratePlan(pool, options.logger ?? createLogger("warn"), schemaPlanOf(packsFor(options)), { runtimeRole: options.runtimeRole, adminRole: options.adminRole });
 }
 
 /** The SQL `migrate({ runtimeRole })` grants with, for a DBA to review and apply. */
 export function runtimeGrantsSql(role: string, options: { platform?: boolean; packs?: SchedulerPack[] } = {}): string {
   return grantsSql(schemaPlanOf(packsFor(options)).grants, role);
+}
+
+/** Whether these packs have rights for an admin role (the platform has; the engine alone has not). */
+export function hasAdminGrants(options: { platform?: boolean; packs?: SchedulerPack[] } = {}): boolean {
+  return schemaPlanOf(packsFor(options)).adminGrants.length > 0;
+}
+
+/** The SQL `migrate({ adminRole })` grants with; empty when no pack has admin rights (`platform: false`). */
+export function adminGrantsSql(role: string, options: { platform?: boolean; packs?: SchedulerPack[] } = {}): string {
+  return grantsSql(schemaPlanOf(packsFor(options)).adminGrants, role, "admin");
 }

@@ -24,8 +24,20 @@ grant select, update on fingerprint_reputation to :"runtime_role";
 -- Bans: both security jobs and `ban`/`unban` write them (through scheduler.ban_ips), and
 -- delete the expired ones.
 grant select, insert, update, delete on banned_ips to :"runtime_role";
--- Services: each host's reconciler records what it observes; `services add/remove/...` edits them.
-grant select, insert, update, delete on services to :"runtime_role";
+-- Services: each host's reconciler records what it observes, and nothing else. What a service
+-- runs (command, args, cwd, env, port, host) and whether it should run (desired_status) are the
+-- admin role's (sql/grants/platform_admin.sql): a node taken over through SQL cannot make a
+-- host run another program. The revoke first takes back the table-wide rights an older version
+-- granted (and the column rights with them); the columns are then granted again.
+revoke insert, update, delete on services from :"runtime_role";
+grant select on services to :"runtime_role";
+grant update (status, status_changed_at, pid, process_start_ticks, boot_id, instance_id,
+              started_at, stopped_at, restart_count, consecutive_failures, backoff_until,
+              last_exit_code, last_exit_signal, last_error)
+  on services to :"runtime_role";
+-- The reconciler and `services cleanup` remove rows already disabled; an enabled one cannot be
+-- removed without the right to change desired_status (trigger services_guard_removal, sql/platform/026).
+grant delete on services to :"runtime_role";
 
 -- The platform's state in the scheduler schema (its functions are covered by the engine's
 -- grant on all functions of the schema).

@@ -47,6 +47,12 @@ export interface SchedulerPack {
    */
   grants?: string;
   /**
+   * SQL file granting an admin role what people may change and nodes may not (the platform's:
+   * which programs its services run), applied by `migrate --admin-role`. The placeholder
+   * :"admin_role" stands for the role. The runtime role's grants must not include these rights.
+   */
+  adminGrants?: string;
+  /**
    * Tables the pack's migrations create only when missing and extend (indexes, triggers)
    * when another application created them first. Before migrating, the engine checks that
    * each one that exists has these columns (the pack's statements read them) and that the
@@ -96,6 +102,11 @@ export function migrationDirsOf(packs: readonly SchedulerPack[], engineMigration
 /** The grant files for these packs: the engine's first. */
 export function grantFilesOf(packs: readonly SchedulerPack[], engineGrants: string): string[] {
   return [engineGrants, ...packs.flatMap((pack) => (pack.grants ? [pack.grants] : []))];
+}
+
+/** The admin role's grant files of these packs (the engine has none). */
+export function adminGrantFilesOf(packs: readonly SchedulerPack[]): string[] {
+  return packs.flatMap((pack) => (pack.adminGrants ? [pack.adminGrants] : []));
 }
 
 /** Every table these packs adopt. */

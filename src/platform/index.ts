@@ -20,6 +20,9 @@ export const platformMigrations = path.join(projectRoot, "sql", "platform");
 /** What a runtime role needs on the platform's tables (after the engine's grants). */
 export const platformGrants = path.join(projectRoot, "sql", "grants", "platform.sql");
 
+/** What only the admin role may do: register services and change what they run. */
+export const platformAdminGrants = path.join(projectRoot, "sql", "grants", "platform_admin.sql");
+
 /**
  * The platform's task files: `tasks/` beside `src/` in development, the compiled
  * `dist/tasks/` beside `dist/src/` in the package.
@@ -44,6 +47,7 @@ export function platformPack(options: PlatformOptions = {}): SchedulerPack {
     name: "platform",
     migrations: platformMigrations,
     grants: platformGrants,
+    adminGrants: platformAdminGrants,
     adopts: platformDomainTables,
     taskDirectory: platformTaskDirectory,
     crontabPath: path.join(projectRoot, "crontab"),

@@ -68,7 +68,7 @@ async function afterwards<T>(dataDir: string, read: (query: (text: string, value
 async function queueSlowJob(env: Record<string, string>, ms: number): Promise<number> {
   const queued = await runCliProcess(["run", "slow", "--payload", JSON.stringify({ ms, tag: "in-flight" })], env);
   assert.equal(queued.code, 0, queued.stderr);
-  const pool = createPool(connectionStringFor(Number(env.SCHEDULER_EMBEDDED_PORT)), { max: 1 });
+  const pool = createPool(connectionStringFor(env.SCHEDULER_DATA_DIR!, Number(env.SCHEDULER_EMBEDDED_PORT)), { max: 1 });
   try {
     const started = await eventually(async () => {
       const { rows } = await pool.query<{ started_at: Date }>("select started_at from scheduler.job_runs where task = 'slow' and status = 'running'");
@@ -202,7 +202,8 @@ print("started" if b"scheduler started" in out else "never started")
     const adopter = await new NodeProcess("adopter", env).started(90_000);
     assert.equal(adopter.logged(/adopting an embedded PostgreSQL/).length, 1);
     const url = await runCliProcess(["db", "url"], env);
-    assert.match(url.stdout, new RegExp(`^postgres://postgres:postgres@127\\.0\\.0\\.1:${runningServer(dataDir)!.port}/postgres`));
+    assert.equal(url.stdout.trim(), connectionStringFor(dataDir, runningServer(dataDir)!.port));
+    assert.match(url.stdout, new RegExp(`^postgres://postgres:[A-Za-z0-9_-]{32}@127\\.0\\.0\\.1:${runningServer(dataDir)!.port}/postgres`), "the folder's random password");
     if (!spawnSync("psql", ["--version"]).error) {
       const psql = await runCliProcess(["db", "psql", "--", "-tA", "-c", "select count(*) from scheduler.nodes"], env);
       assert.equal(psql.code, 0, psql.stderr);

@@ -70,8 +70,18 @@ export async function createTestRoles(labels: readonly string[]): Promise<TestRo
   };
 }
 
+/** The PostgreSQL error code `sql` fails with on `db` (null: it worked). */
+export async function failureCode(db: pg.Pool | pg.Client, sql: string): Promise<string | null> {
+  try {
+    await db.query(sql);
+    return null;
+  } catch (error) {
+    return (error as { code?: string }).code ?? "?";
+  }
+}
+
 /**
- * Every right `role` holds in a database, as sorted lines: on schemas, relations, functions,
+ * Every right `role` holds in a database, as sorted lines: on schemas, relations, columns, functions,
  * and the row level security policies naming it. The role's own name is replaced by ROLE, so
  * two roles granted alike compare equal.
  */
@@ -83,6 +93,9 @@ export async function rightsOf(db: pg.Pool | pg.Client, role: string): Promise<s
      union all
      select format('%s %s: %s', case c.relkind when 'S' then 'sequence' when 'v' then 'view' else 'table' end, c.oid::regclass, a.privilege_type)
      from pg_class c, aclexplode(c.relacl) a, r where a.grantee = r.oid
+     union all
+     select format('column %s.%s: %s', c.oid::regclass, att.attname, a.privilege_type)
+     from pg_attribute att join pg_class c on c.oid = att.attrelid, aclexplode(att.attacl) a, r where a.grantee = r.oid
      union all
      select format('function %s: %s', p.oid::regprocedure, a.privilege_type)
      from pg_proc p, aclexplode(p.proacl) a, r where a.grantee = r.oid

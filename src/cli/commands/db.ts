@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 import { resolveDatabase } from "../../engine/db/connect.ts";
-import { connectionStringFor, runningServer, stopServer } from "../../engine/db/embedded/index.ts";
+import { clusterExists, connectionStringFor, runningServer, stopServer } from "../../engine/db/embedded/index.ts";
 import { forgetDeadOwner, liveOwner } from "../../engine/db/embedded/owner.ts";
 import { SchedulerError } from "../../engine/errors.ts";
 import type { CliContext, Command } from "../command.ts";
@@ -20,20 +20,34 @@ const url: Command = {
   summary: "print the database's connection string (with its password)",
   usage: `systemprompt-scheduler db url
 
-Prints DATABASE_URL when it is set; otherwise the embedded PostgreSQL's connection string, on
-the port of the server running in SCHEDULER_DATA_DIR (or the one it will start on).`,
+Prints DATABASE_URL when it is set; otherwise the embedded PostgreSQL's connection string, with
+the random password kept in SCHEDULER_DATA_DIR/.scheduler-password, on the port of the server
+running there (or the one it will start on). Exit 2 before the folder was ever created.`,
   async run(ctx) {
     if (ctx.config.DATABASE_URL) {
       ctx.print(ctx.config.DATABASE_URL);
       return 0;
     }
     const dataDir = embeddedDataDir(ctx, "db url");
+    if (!clusterExists(dataDir)) {
+      throw new SchedulerError("no_embedded_cluster", `there is no embedded PostgreSQL in ${dataDir} yet, so it has no password`, {
+        hint: "start it once (npm start, or any command such as systemprompt-scheduler status creates it), then run db url again",
+        exitCode: 2,
+      });
+    }
     const server = runningServer(dataDir);
-    ctx.print(connectionStringFor(server?.port ?? ctx.config.SCHEDULER_EMBEDDED_PORT));
+    ctx.print(connectionStringFor(dataDir, server?.port ?? ctx.config.SCHEDULER_EMBEDDED_PORT));
     if (!server) console.error(`(no server runs in ${dataDir} now: \`npm start\` or any command starts it)`);
     return 0;
   },
 };
+
+function passwordInEnvironment(connectionString: string): { url: string; env: Record<string, string> } {
+  const url = new URL(connectionString);
+  const password = decodeURIComponent(url.password);
+  url.password = "";
+  return { url: url.toString(), env: { PGPASSWORD: password } };
+}
 
 const psql: Command = {
   name: "psql",
@@ -49,7 +63,10 @@ PostgreSQL; arguments after -- go to psql, e.g. db psql -- -c 'select * from sch
     }
     const database = await resolveDatabase(ctx.config, ctx.logger);
     try {
-      const child = spawn("psql", [database.connectionString, ...args.positionals], { stdio: "inherit" });
+      // The embedded server's password goes in psql's environment, not in its arguments (which
+      // every local user can read in the process list).
+      const { url, env } = database.embedded ? passwordInEnvironment(database.connectionString) : { url: database.connectionString, env: {} };
+      const child = spawn("psql", [url, ...args.positionals], { stdio: "inherit", env: { ...process.env, ...env } });
       // psql handles Ctrl-C itself (it cancels the query); this process must not die of it.
       const ignore = () => {};
       process.on("SIGINT", ignore);

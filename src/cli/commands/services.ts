@@ -1,4 +1,6 @@
 import crypto from "node:crypto";
+import type { Queryable } from "../../engine/db/pool.ts";
+import { isInsufficientPrivilege } from "../../engine/db/readiness.ts";
 import { errorMessage, SchedulerError } from "../../engine/errors.ts";
 import { stopService } from "../../platform/services/act.ts";
 import { ALLOWLIST_VARIABLE, checkService, hostAllowlist, NOTHING_ALLOWED, refusedEnvKey } from "../../platform/services/allowlist.ts";
@@ -43,6 +45,24 @@ function requireName(args: ParsedArgs, command: string): string {
 
 function notFound(name: string): SchedulerError {
   return new SchedulerError("unknown_service", `no service named '${name}'`, { hint: "see systemprompt-scheduler services list", exitCode: 2 });
+}
+
+/**
+ * Runs a change of what a host runs (register, enable, disable): the admin role's (or the
+ * owner's) to make, never the nodes' runtime role's. A refusal says which role it needs.
+ */
+async function asAdmin<T>(db: Queryable, words: string, change: () => Promise<T>): Promise<T> {
+  try {
+    return await change();
+  } catch (error) {
+    if (!isInsufficientPrivilege(error)) throw error;
+    const { rows } = await db.query<{ role: string }>("select current_user as role");
+    throw new SchedulerError("needs_admin_role", `${words} needs the scheduler's admin role (granted by migrate --admin-role ROLE); connected as "${rows[0]?.role}"`, {
+      hint: "run it with a DATABASE_URL of the admin role (or of the owner); the nodes' runtime role only records what it observes, so that a node taken over through SQL cannot change what a host runs",
+      exitCode: 2,
+      cause: error,
+    });
+  }
 }
 
 function seconds(value: unknown, flag: string, fallback: number): number {
@@ -148,7 +168,8 @@ const add: Command = {
     // Another host's files cannot be seen from here; its reconciler reports a missing program.
     const checkedHere = definition.host === ctx.config.SCHEDULER_HOST;
     if (checkedHere) assertRunnableHere(definition);
-    const saved = await saveService(await ctx.pool(), definition, args.values.replace === true);
+    const pool = await ctx.pool();
+    const saved = await asAdmin(pool, "services add", () => saveService(pool, definition, args.values.replace === true));
     if (!saved.saved) {
       throw new SchedulerError("service_exists", `a service named '${name}' already exists`, { hint: "add --replace to overwrite its definition, or pick another name", exitCode: 2 });
     }
@@ -169,7 +190,8 @@ function desiredCommand(name: "enable" | "disable"): Command {
     maxPositionals: 1,
     async run(ctx, args) {
       const service = requireName(args, name);
-      const row = await setDesired(await ctx.pool(), service, desired);
+      const pool = await ctx.pool();
+      const row = await asAdmin(pool, `services ${name}`, () => setDesired(pool, service, desired));
       if (!row) throw notFound(service);
       ctx.print(
         name === "enable"
@@ -207,7 +229,7 @@ scheduler can prove it started are signalled. Run it on the service's host.`,
     try {
       if (!(await lockHost(client, host, 30_000))) throw new SchedulerError("host_busy", `the reconciler of host ${host} held its lock for 30 s`, { hint: "try again" });
       try {
-        await setDesired(client, name, "disabled");
+        await asAdmin(client, "services stop", () => setDesired(client, name, "disabled"));
         const ctxForStop = cliContext(ctx, pool, host, seconds(args.values.grace, "--grace", 10) * 1000);
         const row = (await listHostServices(client, host)).find((candidate) => candidate.name === name);
         if (!row) throw notFound(name);
@@ -325,7 +347,8 @@ export const servicesCommand: Command = {
   reconcile [--dry-run]                reconcile this host now and print the result
   cleanup                              remove rows of disabled services without a process
 
-Module names: ${MODULE_NAMES.join(", ")}.`,
+Module names: ${MODULE_NAMES.join(", ")}. With separate database roles, add, enable, disable and
+stop need the admin role (migrate --admin-role); the nodes' runtime role may not change them.`,
   subcommands: [list, add, desiredCommand("enable"), desiredCommand("disable"), stop, reconcile, cleanup],
   async run(ctx) {
     ctx.print(servicesCommand.usage);

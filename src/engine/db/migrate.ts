@@ -5,7 +5,7 @@ import { runMigrations as runGraphileMigrations } from "graphile-worker";
 import { graphileLoggerFor, type Logger } from "../log.ts";
 import { SchedulerError } from "../errors.ts";
 import { adoptionReport, checkAdoptedTables, type AdoptionReport } from "./adoption.ts";
-import { grantRuntimeRole, rememberedRoles } from "./grants.ts";
+import { grantRole, rememberedRoles } from "./grants.ts";
 import type { Pool, Queryable } from "./pool.ts";
 import { applyRepeatables, listRepeatables } from "./repeatables.ts";
 import { engineMigrations, type SchemaPlan } from "./schema-plan.ts";
@@ -32,6 +32,8 @@ export interface MigrateResult {
   adopted: AdoptionReport[];
   /** Runtime roles granted now: the one asked for, and every one granted before (scheduler.runtime_roles). */
   granted: string[];
+  /** Admin roles granted now, likewise (scheduler.admin_roles). */
+  grantedAdmin: string[];
 }
 
 /** Every migration of the given folders, in version order; a number used twice is refused. */
@@ -79,15 +81,17 @@ export async function appliedGraphileMigration(db: Queryable): Promise<number | 
  * graphile-worker's own schema first (our view reads its tables), then the engine's and
  * the packs' (`plan.dirs`), then their repeatable files (repeatables.ts): each pending file in its own transaction, under one advisory lock
  * so nodes starting together apply every file exactly once. Tables another application
- * created first are checked before anything is applied (checkAdoptedTables). Runtime roles
- * are granted last: `runtimeRole`, and every role granted before.
+ * created first are checked before anything is applied (checkAdoptedTables). Roles are
+ * granted last: `runtimeRole` and `adminRole`, and every role granted before.
  */
-export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, options: { runtimeRole?: string } = {}): Promise<MigrateResult> {
+export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string } = {}): Promise<MigrateResult> {
+  checkRoleOptions(plan, options);
   const migrations = listMigrations(plan.dirs);
   const client = await pool.connect();
   const applied: string[] = [];
   let adopted: AdoptionReport[] = [];
   let roles = new Set<string>();
+  let adminRoles = new Set<string>();
   try {
     await client.query("select pg_advisory_lock($1)", [MIGRATION_LOCK]);
     const done = await appliedMigrations(client);
@@ -134,10 +138,30 @@ export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, opti
     // Under the lock: two GRANTs on one object at once can fail.
     roles = new Set<string>(await rememberedRoles(client));
     if (options.runtimeRole !== undefined) roles.add(options.runtimeRole);
-    for (const role of roles) await grantRuntimeRole(client, plan.grants, role, logger);
+    for (const role of roles) await grantRole(client, plan.grants, role, "runtime", logger);
+    // Admin roles after runtime roles: a role moved from one kind to the other ends with its new rights.
+    if (plan.adminGrants.length > 0) {
+      adminRoles = new Set<string>(await rememberedRoles(client, "admin"));
+      if (options.adminRole !== undefined) adminRoles.add(options.adminRole);
+      for (const role of adminRoles) await grantRole(client, plan.adminGrants, role, "admin", logger);
+    }
   } finally {
     await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});
     client.release();
   }
-  return { applied, adopted, granted: [...roles] };
+  return { applied, adopted, granted: [...roles], grantedAdmin: [...adminRoles] };
+}
+
+/** Refuses, before anything is applied, an admin role with nothing to grant or one that is also the runtime role. */
+function checkRoleOptions(plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string }): void {
+  if (options.adminRole === undefined) return;
+  if (plan.adminGrants.length === 0) {
+    throw new SchedulerError("no_admin_grants", "no admin role is needed here: none of the packs has rights for one (the engine alone has only the runtime role)", { hint: "leave out --admin-role", exitCode: 2 });
+  }
+  if (options.adminRole === options.runtimeRole) {
+    throw new SchedulerError("role_kind_conflict", `role '${options.adminRole}' cannot be both the runtime role and the admin role`, {
+      hint: "the nodes connect as the runtime role, which must not be able to change what services run: name two roles",
+      exitCode: 2,
+    });
+  }
 }

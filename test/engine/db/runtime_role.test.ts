@@ -14,7 +14,7 @@ import type { SchedulerPack } from "../../../src/engine/pack.ts";
 import { migrate, startScheduler } from "../../../src/scheduler.ts";
 import { runCliProcess } from "../../helpers/cli.ts";
 import { testLogger } from "../../helpers/db.ts";
-import { createTestRoles, rightsOf, type TestRoles } from "../../helpers/roles.ts";
+import { createTestRoles, failureCode, rightsOf, type TestRoles } from "../../helpers/roles.ts";
 import { eventually } from "../../helpers/wait.ts";
 
 // The engine alone (SCHEDULER_PLATFORM=false) with two roles: an owner that migrates and a
@@ -50,14 +50,7 @@ const handles: SchedulerHandle[] = [];
 const engineEnv = (role: string) => ({ DATABASE_URL: roles.url(role, database), SCHEDULER_PLATFORM: "false" });
 
 /** The PostgreSQL error code a statement run as the runtime role fails with (null: it worked). */
-async function failureOf(sql: string): Promise<string | null> {
-  try {
-    await runtimePool.query(sql);
-    return null;
-  } catch (error) {
-    return (error as { code?: string }).code ?? "?";
-  }
-}
+const failureOf = (sql: string) => failureCode(runtimePool, sql);
 
 describe("the engine with an owner and a runtime role", () => {
   before(async () => {

@@ -5,6 +5,7 @@ import type { Logger } from "../../log.ts";
 import { SchedulerError } from "../../errors.ts";
 import { binaries, postgresUserIds, reachable, run, usableBinaries, USER, type Binaries, type PostgresIds } from "./binaries.ts";
 import { claimOwnership, liveOwner, pidAlive, readOwner, releaseOwnership, type Owner, type OwnerRole } from "./owner.ts";
+import { embeddedPassword, newPassword, passwordFileOf, upgradeLegacyPassword, writePasswordFile } from "./password.ts";
 import { runningServer } from "./postmaster.ts";
 import { spawnWatchdog } from "./watchdog.ts";
 
@@ -15,9 +16,6 @@ export { runningServer };
 // database under it), owned by one process at a time (owner.ts), which stops it last, and
 // watched so that it stops even when its owner is killed (watchdog.ts).
 
-/** The embedded server listens on loopback only, so one fixed local password is enough. */
-const PASSWORD = "postgres";
-
 export interface EmbeddedPostgres {
   connectionString: string;
   port: number;
@@ -26,14 +24,19 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
-export function connectionStringFor(port: number): string {
-  return `postgres://${USER}:${PASSWORD}@127.0.0.1:${port}/postgres`;
+/** The superuser's connection string for the cluster of dataDir, with its password (password.ts). */
+export function connectionStringFor(dataDir: string, port: number): string {
+  return `postgres://${USER}:${encodeURIComponent(embeddedPassword(dataDir))}@127.0.0.1:${port}/postgres`;
 }
 
+/** Whether dataDir holds a cluster (made by initialise). */
+export const clusterExists = (dataDir: string) => fs.existsSync(path.join(dataDir, "PG_VERSION"));
+
 /**
- * Creates the cluster (password authentication, UTF-8, owned by the postgres user when we are
- * root) in a folder beside the data folder, then renames it into place: a start interrupted
- * here leaves no half-made data folder behind.
+ * Creates the cluster (password authentication for every connection, a random superuser
+ * password kept in the folder, UTF-8, owned by the postgres user when we are root) in a folder
+ * beside the data folder, then renames it into place: a start interrupted here leaves no
+ * half-made data folder behind, nor one without its password file.
  */
 async function initialise(dataDir: string, bin: Binaries, ids: PostgresIds, logger: Logger): Promise<void> {
   if (fs.existsSync(dataDir)) {
@@ -61,7 +64,8 @@ async function initialise(dataDir: string, bin: Binaries, ids: PostgresIds, logg
         });
       }
     }
-    fs.writeFileSync(passwordFile, `${PASSWORD}\n`, { mode: 0o600 });
+    const password = newPassword();
+    writePasswordFile(passwordFile, password);
     if (ids) fs.chownSync(passwordFile, ids.uid, ids.gid);
     await run(bin.initdb, [`--pgdata=${staging}`, "--auth=scram-sha-256", `--username=${USER}`, `--pwfile=${passwordFile}`, "--encoding=UTF8", "--locale=C"], {
       ...(ids ?? {}),
@@ -73,6 +77,7 @@ async function initialise(dataDir: string, bin: Binaries, ids: PostgresIds, logg
         cause: error,
       });
     });
+    writePasswordFile(passwordFileOf(staging), password);
     fs.renameSync(staging, dataDir);
   } finally {
     fs.rmSync(passwordFile, { force: true });
@@ -107,8 +112,8 @@ async function serverStartedBy(owner: Owner, dataDir: string): Promise<{ port: n
   return null;
 }
 
-function borrowed(port: number): EmbeddedPostgres {
-  return { connectionString: connectionStringFor(port), port, owned: false, stop: async () => {} };
+function borrowed(dataDir: string, port: number): EmbeddedPostgres {
+  return { connectionString: connectionStringFor(dataDir, port), port, owned: false, stop: async () => {} };
 }
 
 /**
@@ -129,13 +134,13 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
   const existing = runningServer(dataDir);
   if (existing && role === "cli") {
     logger.debug({ dataDir, port: existing.port }, "using the running embedded PostgreSQL");
-    return borrowed(existing.port);
+    return borrowed(dataDir, existing.port);
   }
   const other = claimOwnership(dataDir, role, { takeOver: role === "node" && liveOwner(dataDir)?.role === "cli" });
   if (other) {
     // A CLI command borrows the server (waiting for it while its owner starts it).
     const started = role === "cli" ? (existing ?? (await serverStartedBy(other, dataDir))) : null;
-    if (started) return borrowed(started.port);
+    if (started) return borrowed(dataDir, started.port);
     if (role === "cli") {
       throw new SchedulerError("embedded_busy", `the embedded PostgreSQL in ${dataDir} belongs to process ${other.pid} (a ${other.role}), which is starting or stopping it`, {
         hint: "try again in a moment",
@@ -154,8 +159,11 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
     let server = existing;
     if (server) {
       logger.warn({ dataDir, port: server.port, pid: server.pid }, "adopting an embedded PostgreSQL left running by a process that is gone; it stops with this node");
+      if (!fs.existsSync(passwordFileOf(dataDir))) logger.warn({ dataDir }, "the adopted embedded PostgreSQL still has the old fixed password; it gets a random one at its next start");
     } else {
-      if (!fs.existsSync(path.join(dataDir, "PG_VERSION"))) await initialise(dataDir, bin, ids, logger);
+      if (!clusterExists(dataDir)) await initialise(dataDir, bin, ids, logger);
+      // A folder made by an older version still has the fixed password: replaced before it listens.
+      await upgradeLegacyPassword(dataDir, bin, ids, logger);
       fs.closeSync(fs.openSync(logFile, "a"));
       if (ids) fs.chownSync(logFile, ids.uid, ids.gid);
       const serverOptions = `-p ${options.port} -c listen_addresses=127.0.0.1 -k ''`;
@@ -175,7 +183,7 @@ export async function startEmbeddedPostgres(options: { dataDir: string; port: nu
     const watchdog = spawnWatchdog({ dataDir, pgCtl: bin.pg_ctl, postmasterPid: server.pid, ids, logFile });
     const port = server.port;
     return {
-      connectionString: connectionStringFor(port),
+      connectionString: connectionStringFor(dataDir, port),
       port,
       owned: true,
       async stop() {
