@@ -28,8 +28,15 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
        where stopped_at is null and last_heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) order by node_id`,
       [ctx.config.SCHEDULER_NODE_DEAD_AFTER_MS],
     );
+    // Past their timeout, their function not returned (src/engine/jobs/execute.ts), on a node
+    // still alive: each holds a worker and its task's lock.
+    const stuck = await pool.query(
+      `select r.id, r.job_name, r.node_id, r.started_at, r.finished_at as deadline_at from scheduler.job_runs r
+       join scheduler.nodes n on n.node_id = r.node_id
+       where r.details->>'stuck' = 'true' and n.stopped_at is null and n.dead_at is null order by r.id`,
+    );
     if (args.values.json) {
-      ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows }));
+      ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows, stuckRuns: stuck.rows }));
       return 0;
     }
     ctx.print(
@@ -60,6 +67,9 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
     }
     for (const row of rows.filter((candidate) => candidate.late)) {
       ctx.print(`\n${row.job_name}: late: its tick at ${formatCell(row.late_since)} has not started after a grace of ${Number(row.grace_ms) / 1000}s`);
+    }
+    for (const run of stuck.rows) {
+      ctx.print(`\n${run.job_name}: STUCK: run ${run.id} on ${run.node_id} passed its timeout at ${formatCell(run.deadline_at)} and its function has not returned; it holds a worker and the task's lock (restart that node to free them)`);
     }
     const failing = rows.filter((row) => row.last_error);
     for (const row of failing) ctx.print(`\n${row.job_name}: last error: ${row.last_error}`);

@@ -192,6 +192,14 @@ export async function releaseRunLockSurely(client: Queryable & { end(): Promise<
   }
 }
 
+/** A stuck run (recorded failed at its deadline) returned at last: no longer stuck. */
+export async function markReturned(db: Queryable, runId: string): Promise<void> {
+  await db.query(
+    "update scheduler.job_runs set details = coalesce(details, '{}'::jsonb) || jsonb_build_object('stuck', false, 'returnedAt', clock_timestamp()) where id = $1 and details->>'stuck' = 'true'",
+    [runId],
+  );
+}
+
 /** Shows the run as 'running' once it has gone on for RUNNING_ROW_AFTER_MS; call the returned function when it ends. */
 export function showRunningAfterAWhile(db: Queryable, run: RunRecord, onError: (error: unknown) => void): () => void {
   const timer = setTimeout(() => recordRunning(db, run).catch(onError), RUNNING_ROW_AFTER_MS);

@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Queryable } from "../db/pool.ts";
 import type { Rescue } from "../cluster/rescue.ts";
 import type { MissedHere } from "./cluster-metrics.ts";
@@ -49,6 +49,12 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     buckets: LATENESS_BUCKETS,
     registers: [registry],
   });
+  const stuck = new Gauge({
+    name: "scheduler_job_runs_stuck",
+    help: "Runs on this node past their timeout whose function has not returned: each holds a worker and its task's lock (recorded failed at the deadline)",
+    labelNames: ["job", "task"] as const,
+    registers: [registry],
+  });
   const rescues = new Counter({
     name: "scheduler_rescues_total",
     help: "Dead nodes this node declared dead and rescued",
@@ -71,6 +77,10 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   events.on("job:success", onSuccess);
   events.on("job:failed", onFailed);
   events.on("job:skipped", onSkipped);
+  const onStuck = (event: RunEvent) => stuck.inc({ job: event.jobName, task: event.task });
+  const onUnstuck = (event: RunEvent) => stuck.dec({ job: event.jobName, task: event.task });
+  events.on("job:stuck", onStuck);
+  events.on("job:unstuck", onUnstuck);
 
   return {
     async rescued(rescue) {
@@ -96,6 +106,8 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
       events.off("job:success", onSuccess);
       events.off("job:failed", onFailed);
       events.off("job:skipped", onSkipped);
+      events.off("job:stuck", onStuck);
+      events.off("job:unstuck", onUnstuck);
     },
   };
 }

@@ -3,7 +3,7 @@ import { cancelRunningQuery } from "../db/cancel.ts";
 import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal, markCompletedInRun } from "../graphile/internals.ts";
-import { claimRun, recordOutcome, recordSuccessAndFinish, releaseRunLock, releaseRunLockSurely, type Claim, type RunStart } from "../history/runs.ts";
+import { claimRun, markReturned, recordOutcome, recordSuccessAndFinish, releaseRunLock, releaseRunLockSurely, type Claim, type RunStart } from "../history/runs.ts";
 import { beginClaimedRun, overlapSkip } from "./claimed.ts";
 import type { DefinedJob } from "./types.ts";
 import { describePayloadErrors, splitPayload } from "./payload.ts";
@@ -23,6 +23,16 @@ export class RunDeferred extends SchedulerError {
     super("run_deferred", `another run of '${jobName}' holds its lock; this run waits in the queue and starts when that one ends`);
     this.name = "RunDeferred";
   }
+}
+
+/** How long after its deadline (abort signal, SQL cancelled) a run that has not returned counts as stuck. */
+export const STUCK_AFTER_MS = 1000;
+
+/** 600000 → "10m", 90000 → "90s", 1500 → "1500 ms": a timeout as people write it. */
+function formatMs(ms: number): string {
+  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
+  if (ms % 1000 === 0) return `${ms / 1000}s`;
+  return `${ms} ms`;
 }
 
 export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers, runtime: JobRuntime): Promise<void> {
@@ -68,7 +78,22 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       controller.abort(reason);
       cancelRunningQuery(client);
     };
-    const timer = setTimeout(() => cancel(new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${job.timeoutMs} ms and was cancelled`)), job.timeoutMs);
+    // The deadline: the abort signal fires and the run's SQL is cancelled. A function that has
+    // not returned soon after is stuck (JavaScript cannot be stopped from outside): its run is
+    // recorded failed then, it keeps its worker and the task's lock until it really returns (no
+    // overlap), and it shows as stuck (history details, job:stuck, scheduler_job_runs_stuck).
+    let stuck: Promise<unknown> | null = null;
+    let stuckTimer: NodeJS.Timeout | undefined;
+    const timer = setTimeout(() => {
+      cancel(new SchedulerError("job_timeout", `job '${jobName}' exceeded its timeout of ${formatMs(job.timeoutMs)} and was cancelled`));
+      stuckTimer = setTimeout(() => {
+        const error = `timed out after ${formatMs(job.timeoutMs)}; the function did not stop`;
+        logger.error({ timeoutMs: job.timeoutMs }, `${error}: it holds its worker and the task's lock until it returns`);
+        runtime.events.emit("job:stuck", { ...base, runId });
+        stuck = recordOutcome(helpers, run, { status: "failed", error, result: { itemsProcessed: 0, itemsFailed: 0, message: error, details: { stuck: true, timeoutMs: job.timeoutMs } } })
+          .catch((e: unknown) => logger.error({ err: e }, "could not record the stuck run"));
+      }, STUCK_AFTER_MS);
+    }, job.timeoutMs);
     const onShutdown = () => cancel(new SchedulerError("job_cancelled", `job '${jobName}' was cancelled: its node is shutting down and the grace period ended; it will be retried`));
     runtime.cancelAll?.addEventListener("abort", onShutdown);
     if (runtime.cancelAll?.aborted) onShutdown();
@@ -100,7 +125,10 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
         nodeId: runtime.nodeId,
       });
       clearTimeout(timer);
+      clearTimeout(stuckTimer);
       stopShowingRunning();
+      // Cancelled (its deadline, or its node's shutdown) yet returned as if done: not a success.
+      if (controller.signal.aborted) throw controller.signal.reason;
       try {
         const { completed } = await recordSuccessAndFinish(client, run, lockKey, helpers.job.locked_by, result);
         if (completed) {
@@ -120,6 +148,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       runtime.events.emit("job:success", { ...base, runId, result, durationMs });
     } catch (error) {
       clearTimeout(timer);
+      clearTimeout(stuckTimer);
       stopShowingRunning();
       const message = errorMessage(error);
       // On the pool: this run's own connection may be the thing that broke.
@@ -131,6 +160,12 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       throw error;
     } finally {
       runtime.cancelAll?.removeEventListener("abort", onShutdown);
+      if (stuck) {
+        await stuck;
+        await markReturned(helpers, runId).catch((e: unknown) => logger.warn({ err: e }, "could not record that the stuck run returned"));
+        logger.warn({ durationMs: Date.now() - started }, "the stuck run returned at last; its worker and the task's lock are free again");
+        runtime.events.emit("job:unstuck", { ...base, runId });
+      }
     }
   });
 }

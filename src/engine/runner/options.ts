@@ -77,7 +77,7 @@ export interface QueuedRun {
 export interface SchedulerHandle {
   nodeId: string;
   host: string;
-  /** job:start, job:success, job:failed, job:skipped, crontab:reloaded, stopped. */
+  /** job:start, job:success, job:failed, job:skipped, job:stuck and job:unstuck (a run past its timeout whose function has not returned, and its return), crontab:reloaded, stopped. */
   events: EventEmitter;
   pool: Pool;
   /** Where the HTTP endpoint listens (`host:port`, the actual port when 0 was asked); null when off. */

@@ -118,7 +118,7 @@ describe("scheduler runner", () => {
     const started = Date.now();
     const { run } = await handle.runJob("slow_job", { ms: 20_000, tag: "too-slow" }, { wait: true, timeoutMs: 15_000 });
     assert.equal(run?.status, "failed");
-    assert.match(String(run?.error), /exceeded its timeout of 5000 ms/);
+    assert.match(String(run?.error), /exceeded its timeout of 5s/);
     assert.ok(Date.now() - started < 9000, "cancelled near the timeout, not after the sleep");
     await handle.stop();
   });
