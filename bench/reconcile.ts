@@ -21,7 +21,7 @@ import { createLogger } from "../src/engine/log.ts";
 import { observe } from "../src/platform/services/observe.ts";
 import { planService, type Plan } from "../src/platform/services/plan.ts";
 import { portAnswers } from "../src/platform/services/ports.ts";
-import { readProcessTable } from "../src/platform/services/proc.ts";
+import { readMarker, readProcessTable } from "../src/platform/services/proc.ts";
 import { reconcileHost, stopHostServices, type ReconcileContext } from "../src/platform/services/reconcile.ts";
 import { resolvePolicy } from "../src/platform/services/settings.ts";
 import { listHostServices } from "../src/platform/services/store.ts";
@@ -86,7 +86,7 @@ async function naivePass(ctx: ReconcileContext, names: string[]): Promise<{ ms: 
     );
     const row = rows[0]!;
     const open = row.port !== null && (await portAnswers(row.port));
-    plans.push(planService(row, observe(row, table, open), { now, policy: ctx.policy, protectedPorts: ctx.protectedPorts }));
+    plans.push(planService(row, observe(row, table, open, readMarker), { now, policy: ctx.policy, protectedPorts: ctx.protectedPorts }));
   }
   return { ms: performance.now() - began, plans };
 }

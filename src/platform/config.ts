@@ -2,6 +2,19 @@ import path from "node:path";
 import { z } from "zod";
 import { integer, readSettings } from "../engine/config.ts";
 import { parseAllowlist } from "./services/allowlist.ts";
+import { parseEnvAllowlist } from "./services/env-allowlist.ts";
+
+/** A list setting read by `parse`: its items, or one issue per bad item, each naming the item. */
+function checkedList(parse: (text: string) => { items: string[]; problems: string[] }) {
+  return z
+    .string()
+    .transform((text, ctx) => {
+      const { items, problems } = parse(text);
+      for (const problem of problems) ctx.addIssue({ code: "custom", message: problem });
+      return items;
+    })
+    .optional();
+}
 
 /** The platform's settings (the service reconciler's), from the environment like the engine's. */
 export const platformSettings = {
@@ -18,15 +31,16 @@ export const platformSettings = {
   SCHEDULER_SERVICES_LOG_DIR: z.string().min(1).default(".data/services"),
   SCHEDULER_SERVICES_STOP_GRACE_MS: integer(0, 600_000).default(10_000),
   /** The programs services may run on this host (docs/services.md); unset: none. Never read from the database. */
-  SCHEDULER_SERVICES_ALLOWED_COMMANDS: z
-    .string()
-    .transform((text, ctx) => {
-      const { entries, problems } = parseAllowlist(text);
-      for (const problem of problems) ctx.addIssue({ code: "custom", message: problem });
-      return entries;
-    })
-    .optional(),
-  /** The same list in a file only the node's user can read (checked when the reconciler starts). */
+  SCHEDULER_SERVICES_ALLOWED_COMMANDS: checkedList((text) => {
+    const { entries, problems } = parseAllowlist(text);
+    return { items: entries, problems };
+  }),
+  /** The environment variables a row's env may set on this host: names and PREFIX_* patterns; unset: none. */
+  SCHEDULER_SERVICES_ALLOWED_ENV: checkedList((text) => {
+    const { env, problems } = parseEnvAllowlist(text);
+    return { items: env, problems };
+  }),
+  /** The same list in a file only the node's user can read (checked when the reconciler starts); its env: lines list the variables. */
   SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: z.string().refine((file) => path.isAbsolute(file), "an absolute path to a file readable only by the scheduler's user").optional(),
 };
 

@@ -3,7 +3,8 @@ import type { Queryable } from "../../engine/db/pool.ts";
 import { isInsufficientPrivilege } from "../../engine/db/readiness.ts";
 import { errorMessage, SchedulerError } from "../../engine/errors.ts";
 import { stopService } from "../../platform/services/act.ts";
-import { ALLOWLIST_VARIABLE, checkService, hostAllowlist, NOTHING_ALLOWED, refusedEnvKey } from "../../platform/services/allowlist.ts";
+import { ALLOWLIST_VARIABLE, checkService, hostAllowlist, NOTHING_ALLOWED } from "../../platform/services/allowlist.ts";
+import { ENV_ALLOWLIST_VARIABLE } from "../../platform/services/env-allowlist.ts";
 import { splitCommandLine } from "../../platform/services/command-line.ts";
 import { RESULT_CHANNEL, REQUEST_CHANNEL } from "../../platform/services/notify.ts";
 import { deleteDisabled, getService, listServices, saveService, setDesired, validateDefinition } from "../../platform/services/registry.ts";
@@ -96,15 +97,11 @@ const list: Command = {
 };
 
 /**
- * Why the service would be refused where it runs, for services add (which stores it all the
+ * Why the service would be refused on this host, for services add (which stores it all the
  * same: the allowlist is the host's, and may be extended there). Null when it would run.
  */
-function allowlistWarning(ctx: CliContext, definition: { name: string; host: string; command: string; cwd: string | null; env: Record<string, string> }, checkedHere: boolean): string | null {
+function allowlistWarning(ctx: CliContext, definition: { name: string; host: string; command: string; cwd: string | null; env: Record<string, string> }): string | null {
   const warn = (problem: string, fix: string) => `warning: service ${definition.name} will not start on host ${definition.host}: ${problem}\n  fix: ${fix}`;
-  if (!checkedHere) {
-    const keys = Object.keys(definition.env).filter(refusedEnvKey);
-    return keys.length > 0 ? warn(`environment variable(s) ${keys.join(", ")} may change which program runs, so ${ALLOWLIST_VARIABLE} refuses the row on every host`, `remove ${keys.join(", ")} from its env`) : null;
-  }
   let verdict;
   try {
     verdict = checkService(definition, hostAllowlist(ctx.config));
@@ -174,8 +171,11 @@ const add: Command = {
       throw new SchedulerError("service_exists", `a service named '${name}' already exists`, { hint: "add --replace to overwrite its definition, or pick another name", exitCode: 2 });
     }
     ctx.print(`service ${name} ${saved.inserted ? "added" : "replaced"} on host ${definition.host} (${definition.desired}, port ${definition.port}, module ${definition.module})`);
-    if (!checkedHere) ctx.print(`  not checked here: that ${definition.command} exists on host ${definition.host}, and that its ${ALLOWLIST_VARIABLE} allows it`);
-    const warning = allowlistWarning(ctx, definition, checkedHere);
+    if (!checkedHere) {
+      const keys = Object.keys(definition.env);
+      ctx.print(`  not checked here: that ${definition.command} exists on host ${definition.host}, and that its ${ALLOWLIST_VARIABLE} allows it${keys.length > 0 ? ` and its ${ENV_ALLOWLIST_VARIABLE} ${keys.join(", ")}` : ""}`);
+    }
+    const warning = checkedHere ? allowlistWarning(ctx, definition) : null;
     if (warning) ctx.print(warning);
     return 0;
   },

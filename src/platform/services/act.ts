@@ -10,7 +10,7 @@ import { restartDelayMs } from "./decide.ts";
 import { recordedIdentity } from "./observe.ts";
 import { portAnswers, waitForPortFree } from "./ports.ts";
 import { describeProcess, listenersOnPort, readMarker, readProcessTable } from "./proc.ts";
-import { RefusedSignal, terminate, type TargetSpec } from "./signals.ts";
+import { NotOurProcess, RefusedSignal, terminate, type TargetSpec } from "./signals.ts";
 import { spawnService } from "./spawn.ts";
 import { claimStart, deleteStale, recordError, recordFailure, recordSpawn, recordStopped } from "./store.ts";
 import type { Policy, ServiceAction, ServiceRow } from "./types.ts";
@@ -34,10 +34,13 @@ const failed = (error: string): Outcome => ({ status: "failed", error });
 const refused = (error: string): Outcome => ({ status: "refused", error });
 
 function recordedTargets(row: ServiceRow): TargetSpec {
-  return { identity: recordedIdentity(row), instanceId: row.instance_id };
+  return { identity: recordedIdentity(row), service: row.name, instanceId: row.instance_id };
 }
 
-/** SIGTERM (or SIGKILL when forced) to what is provably ours; RefusedSignal becomes an outcome. */
+/**
+ * SIGTERM (or SIGKILL when forced) to what is provably ours; RefusedSignal becomes an outcome,
+ * and a recorded process without the service's markers marks the row orphaned.
+ */
 async function terminateSafely(ctx: ActContext, row: ServiceRow, spec: TargetSpec, force: boolean): Promise<Outcome | null> {
   ctx.children?.stopping(spec.instanceId);
   try {
@@ -46,6 +49,7 @@ async function terminateSafely(ctx: ActContext, row: ServiceRow, spec: TargetSpe
     if (result.killed && !force) ctx.logger.warn({ service: row.name, graceMs: ctx.policy.stopGraceMs }, "service ignored SIGTERM; killed it");
     return null;
   } catch (error) {
+    if (error instanceof NotOurProcess) return recordConflict(ctx, row, error.message);
     if (error instanceof RefusedSignal) return refused(error.message);
     throw error;
   }
@@ -83,7 +87,7 @@ async function freeOrphanedPort(ctx: ActContext, row: ServiceRow, force: boolean
     return recordConflict(ctx, row, `port conflict: port ${row.port} is held by ${who}, which this scheduler did not start; nothing was killed. Free the port or give service ${row.name} another port`);
   }
   for (const holder of ours) {
-    const outcome = await terminateSafely(ctx, row, { identity: null, instanceId: holder.instance, groups: [holder.pgrp] }, force);
+    const outcome = await terminateSafely(ctx, row, { identity: null, service: row.name, instanceId: holder.instance, groups: [holder.pgrp] }, force);
     if (outcome) return outcome;
   }
   return null;
@@ -143,7 +147,7 @@ export async function startService(ctx: ActContext, row: ServiceRow, options: { 
   if (!spawned.identity) return startFailure(`exited at once (see ${spawned.logFile})`, true);
   if (!(await recordSpawn(ctx.pool, row.name, instanceId, spawned.identity))) {
     // the row changed while we spawned (removed, or started by someone else): this process is ours and unwanted
-    await terminateSafely(ctx, row, { identity: spawned.identity, instanceId }, true);
+    await terminateSafely(ctx, row, { identity: spawned.identity, service: row.name, instanceId }, true);
     return refused(`service ${row.name} changed while starting; the new process was stopped again`);
   }
   ctx.logger.info({ service: row.name, pid: spawned.identity.pid, port: claimed.port, log: spawned.logFile }, "service process started");

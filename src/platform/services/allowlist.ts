@@ -1,11 +1,16 @@
-// The host's allowlist of programs services may run (SCHEDULER_SERVICES_ALLOWED_COMMANDS).
-// A row in `services` is written by whoever can write the database; what it may execute on a
-// host is decided only on that host. The check resolves the program as spawn would (PATH,
-// working directory), follows symlinks, and compares real paths; spawn then executes the
-// resolved real path, so what runs is what was checked. Unset means nothing may run.
+// The host's allowlist of programs services may run (SCHEDULER_SERVICES_ALLOWED_COMMANDS) and
+// of the environment variables their rows may set (SCHEDULER_SERVICES_ALLOWED_ENV), or the
+// file that holds both. A row in `services` is written by whoever can write the database; what
+// it may execute on a host is decided only on that host. The check resolves the program as
+// spawn would (PATH, working directory), follows symlinks, and compares real paths; spawn then
+// executes the resolved real path under the allowed name, so what runs is what was checked.
+// Unset means nothing may run, and a row may set no variable.
 import fs from "node:fs";
 import path from "node:path";
 import { SchedulerError } from "../../engine/errors.ts";
+import { matchProgram, realpathOrNull } from "./allowed-program.ts";
+import { ENV_ALLOWLIST_VARIABLE, envRefusal, parseEnvAllowlist } from "./env-allowlist.ts";
+import { SERVICE_NAME, SERVICE_NAME_RULE, shown } from "./names.ts";
 import { findProgram } from "./program.ts";
 
 export const ALLOWLIST_VARIABLE = "SCHEDULER_SERVICES_ALLOWED_COMMANDS";
@@ -15,43 +20,32 @@ export const ALLOWLIST_FILE_VARIABLE = "SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE
 export interface Allowlist {
   /** Absolute paths as given; directories end in '/'. Empty: nothing may run. */
   entries: readonly string[];
+  /** Environment variables a row's env may set: names, and prefixes ending in _* (env-allowlist.ts). Empty or absent: none. */
+  env?: readonly string[];
   source: string;
 }
 
-export const NOTHING_ALLOWED: Allowlist = { entries: [], source: "unset" };
-
-/**
- * Environment variables a row may not set: each changes which code a program loads or runs
- * (dynamic loader, interpreter start-up files and module paths, shell start-up files), so an
- * allowed program could be made to run anything. PATH is here too: the service gets the node's.
- */
-export const REFUSED_ENV = [
-  "PATH",
-  "NODE_OPTIONS", "NODE_PATH",
-  "PYTHONPATH", "PYTHONSTARTUP", "PYTHONHOME", "PYTHONUSERBASE", "PYTHONINSPECT",
-  "PERL5LIB", "PERL5OPT", "PERLLIB",
-  "RUBYOPT", "RUBYLIB",
-  "BASH_ENV", "ENV", "SHELLOPTS",
-  "JAVA_TOOL_OPTIONS", "_JAVA_OPTIONS", "JDK_JAVA_OPTIONS", "CLASSPATH",
-  "GCONV_PATH", "LUA_INIT", "LUA_PATH", "LUA_CPATH",
-] as const;
-/** Whole families: the glibc loader (LD_PRELOAD, LD_LIBRARY_PATH, LD_AUDIT...), macOS dyld, bash exported functions. */
-export const REFUSED_ENV_PREFIXES = ["LD_", "DYLD_", "BASH_FUNC_"] as const;
-
-export function refusedEnvKey(key: string): boolean {
-  return (REFUSED_ENV as readonly string[]).includes(key) || REFUSED_ENV_PREFIXES.some((prefix) => key.startsWith(prefix));
-}
+export const NOTHING_ALLOWED: Allowlist = { entries: [], env: [], source: "unset" };
 
 /**
  * Parses the variable's value: comma-separated (and, in a file, newline-separated) absolute
- * paths, a trailing '/' marking a directory. Returns the entries, or one line per bad item.
+ * paths, a trailing '/' marking a directory. In a file, a line `env: A, B, MYAPP_*` lists the
+ * environment variables rows may set instead. Returns the entries, or one line per bad item.
  */
-export function parseAllowlist(text: string, options: { lines?: boolean } = {}): { entries: string[]; problems: string[] } {
+export function parseAllowlist(text: string, options: { lines?: boolean } = {}): { entries: string[]; env: string[]; problems: string[] } {
   const entries: string[] = [];
+  const env: string[] = [];
   const problems: string[] = [];
   const lines = options.lines ? text.split("\n").map((line) => line.trim()).filter((line) => line !== "" && !line.startsWith("#")) : [text];
   let n = 0;
   for (const line of lines) {
+    const envLine = options.lines ? /^env\s*:/.exec(line) : null;
+    if (envLine) {
+      const parsed = parseEnvAllowlist(line.slice(envLine[0].length), env.length + 1);
+      env.push(...parsed.env);
+      problems.push(...parsed.problems);
+      continue;
+    }
     for (const raw of line.split(",")) {
       n += 1;
       const item = raw.trim();
@@ -61,7 +55,7 @@ export function parseAllowlist(text: string, options: { lines?: boolean } = {}):
       else entries.push(item);
     }
   }
-  return { entries, problems };
+  return { entries, env, problems };
 }
 
 /**
@@ -96,58 +90,58 @@ export function readAllowlistFile(file: string): Allowlist {
     const stat = fs.fstatSync(fd);
     const problem = allowlistFileProblem(file, { uid: stat.uid, mode: stat.mode, isFile: stat.isFile() }, process.getuid?.() ?? -1);
     if (problem) throw fail(problem);
-    const { entries, problems } = parseAllowlist(fs.readFileSync(fd, "utf8"), { lines: true });
+    const { entries, env, problems } = parseAllowlist(fs.readFileSync(fd, "utf8"), { lines: true });
     if (problems.length > 0) throw fail(`${file}: ${problems.join("; ")}`);
-    return { entries, source: file };
+    return { entries, env, source: file };
   } finally {
     fs.closeSync(fd);
   }
 }
 
-/** The allowlist of this host from its configuration: the variable, or the file it names (never both). */
-export function hostAllowlist(config: { SCHEDULER_SERVICES_ALLOWED_COMMANDS?: string[] | undefined; SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE?: string | undefined }): Allowlist {
-  if (config.SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE && config.SCHEDULER_SERVICES_ALLOWED_COMMANDS) {
+/**
+ * The allowlist of this host from its configuration: the variables, or the file named
+ * instead, which then holds both lists (one place to read what a host allows).
+ */
+export function hostAllowlist(config: {
+  SCHEDULER_SERVICES_ALLOWED_COMMANDS?: string[] | undefined;
+  SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE?: string | undefined;
+  SCHEDULER_SERVICES_ALLOWED_ENV?: string[] | undefined;
+}): Allowlist {
+  const file = config.SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE;
+  if (file && config.SCHEDULER_SERVICES_ALLOWED_COMMANDS) {
     throw new SchedulerError("invalid_config", `both ${ALLOWLIST_VARIABLE} and ${ALLOWLIST_FILE_VARIABLE} are set`, { hint: "set one of them: the list, or the file that holds it", exitCode: 2 });
   }
-  if (config.SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE) return readAllowlistFile(config.SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE);
-  if (config.SCHEDULER_SERVICES_ALLOWED_COMMANDS) return { entries: config.SCHEDULER_SERVICES_ALLOWED_COMMANDS, source: "the environment" };
-  return NOTHING_ALLOWED;
+  if (file && config.SCHEDULER_SERVICES_ALLOWED_ENV) {
+    throw new SchedulerError("invalid_config", `both ${ENV_ALLOWLIST_VARIABLE} and ${ALLOWLIST_FILE_VARIABLE} are set`, {
+      hint: `with the file, list the variables rows may set on an env: line of it (env: LOG_LEVEL, MYAPP_*), and unset ${ENV_ALLOWLIST_VARIABLE}`,
+      exitCode: 2,
+    });
+  }
+  if (file) return readAllowlistFile(file);
+  if (!config.SCHEDULER_SERVICES_ALLOWED_COMMANDS && !config.SCHEDULER_SERVICES_ALLOWED_ENV) return NOTHING_ALLOWED;
+  return {
+    entries: config.SCHEDULER_SERVICES_ALLOWED_COMMANDS ?? [],
+    env: config.SCHEDULER_SERVICES_ALLOWED_ENV ?? [],
+    source: config.SCHEDULER_SERVICES_ALLOWED_COMMANDS ? "the environment" : "unset",
+  };
 }
 
-function realpath(file: string): string | null {
-  try {
-    return fs.realpathSync.native(file);
-  } catch {
-    return null;
-  }
-}
+/** The allowlist file the host's lists come from, or null (the environment, or an embedding program's own list). */
+const allowlistFile = (allowlist: Allowlist) => (path.isAbsolute(allowlist.source) ? allowlist.source : null);
 
 /** Entries that cannot match anything (missing, or a file given as a directory and vice versa), for a warning at start. */
 export function unusableEntries(allowlist: Allowlist): string[] {
   return allowlist.entries.filter((entry) => {
-    const real = realpath(entry);
+    const real = realpathOrNull(entry);
     if (real === null) return true;
     const isDir = fs.statSync(real, { throwIfNoEntry: false })?.isDirectory() === true;
     return entry.endsWith("/") !== isDir;
   });
 }
 
-/** True when the real path `real` is an allowed file or lies under an allowed directory (each realpath'd now). */
-export function allowsPath(allowlist: Allowlist, real: string): boolean {
-  for (const entry of allowlist.entries) {
-    const allowed = realpath(entry);
-    if (allowed === null) continue;
-    if (entry.endsWith("/")) {
-      if (real.startsWith(allowed.endsWith("/") ? allowed : `${allowed}/`)) return true;
-    } else if (real === allowed) {
-      return true;
-    }
-  }
-  return false;
-}
-
 export type Verdict =
-  | { allowed: true; executable: string }
+  /** Run `executable` (the real path checked) with argv[0] the allowlist entry that allows it. */
+  | { allowed: true; executable: string; argv0: string }
   /** Refused by the host's rules: never retried until the row or the allowlist changes. */
   | { allowed: false; refusal: string; fix: string }
   /** The program is missing or not executable: an ordinary start failure (it may be installed later). */
@@ -160,25 +154,26 @@ const who = (allowlist: Allowlist) => (allowlist.source === "the environment" ||
  * the node's environment (its PATH is the one the service gets); `cwd` defaults to the node's.
  */
 export function checkService(
-  service: { command: string; cwd: string | null; env: Record<string, string> },
+  service: { name: string; command: string; cwd: string | null; env: Record<string, unknown> },
   allowlist: Allowlist,
   parentEnv: NodeJS.ProcessEnv = process.env,
 ): Verdict {
-  const refusedKeys = Object.keys(service.env).filter(refusedEnvKey);
-  if (refusedKeys.length > 0) {
+  if (!SERVICE_NAME.test(service.name)) {
     return {
       allowed: false,
-      refusal: `environment variable${refusedKeys.length > 1 ? "s" : ""} ${refusedKeys.join(", ")} in the service's env may change which program runs, so ${ALLOWLIST_VARIABLE} refuses the row on every host`,
-      fix: `remove ${refusedKeys.join(", ")} from its env (the service gets this node's PATH); wrap the program in an allowed script if it truly needs them`,
+      refusal: `the service name ${shown(service.name)} is not valid (${SERVICE_NAME_RULE}): it names the service's log file, so the row is refused on every host`,
+      fix: "add the service again under a valid name (services add), and delete this row",
     };
   }
+  const env = envRefusal(service.env, allowlist.env ?? [], allowlistFile(allowlist));
+  if (env) return { allowed: false, ...env };
   const cwd = path.resolve(service.cwd ?? ".");
   const lookup = findProgram(service.command, { cwd, pathEnv: parentEnv.PATH });
   if (!lookup.found) return { allowed: false, notFound: lookup.problem, hint: lookup.hint };
   // A path is resolved by the kernel's rules (realpath(3) on the path as given: '..' after a
   // symlink climbs from its target); a bare name is where the PATH lookup found it.
   const given = !service.command.includes("/") ? lookup.path : path.isAbsolute(service.command) ? service.command : `${cwd}/${service.command}`;
-  const real = realpath(given);
+  const real = realpathOrNull(given);
   if (real === null) return { allowed: false, notFound: `program ${given} does not exist on this host`, hint: "give the path of an installed program" };
   const from = real === service.command ? "" : ` (resolved from '${service.command}')`;
   if (allowlist.entries.length === 0) {
@@ -188,14 +183,16 @@ export function checkService(
       fix: `list the programs services may run in ${ALLOWLIST_VARIABLE} on this host (e.g. ${ALLOWLIST_VARIABLE}=${real}), restart its scheduler, and the service is tried again`,
     };
   }
-  if (!allowsPath(allowlist, real)) {
+  const match = matchProgram(allowlist.entries, real, given, ALLOWLIST_VARIABLE);
+  if (!match) {
     return {
       allowed: false,
       refusal: `${real}${from} is not allowed by ${who(allowlist)} on this host`,
       fix: `add ${real} (or a directory holding it, ending in /) to ${ALLOWLIST_VARIABLE} on this host and restart its scheduler, and the service is tried again`,
     };
   }
-  return { allowed: true, executable: real };
+  if (!match.allowed) return { allowed: false, refusal: match.refusal, fix: match.fix };
+  return { allowed: true, executable: real, argv0: match.argv0 };
 }
 
 /** A service the host's allowlist refuses: the row is marked `failed`, and it is not retried. */

@@ -11,7 +11,8 @@
 import type { Pool } from "../../engine/db/pool.ts";
 import { errorMessage, SchedulerError } from "../../engine/errors.ts";
 import type { Logger } from "../../engine/log.ts";
-import { NOTHING_ALLOWED, REFUSAL_PREFIX, unusableEntries, type Allowlist } from "./allowlist.ts";
+import { multiCallEntries } from "./allowed-program.ts";
+import { ALLOWLIST_VARIABLE, NOTHING_ALLOWED, REFUSAL_PREFIX, unusableEntries, type Allowlist } from "./allowlist.ts";
 import { ChildRegistry } from "./children.ts";
 import type { SessionListen } from "../../engine/pack.ts";
 import { formatReply, listen, listenOnSession, parseRequest, REQUEST_CHANNEL, RESULT_CHANNEL, type Listener } from "./notify.ts";
@@ -72,6 +73,10 @@ export async function startServiceReconciler(options: ServiceReconcilerOptions):
   if (allowlist.entries.length === 0) logger.warn("SCHEDULER_SERVICES_ALLOWED_COMMANDS is not set (or empty): no service will be started on this host");
   const unusable = unusableEntries(allowlist);
   if (unusable.length > 0) logger.warn({ entries: unusable }, "SCHEDULER_SERVICES_ALLOWED_COMMANDS entries that match nothing (missing, or a directory without its trailing / or a file with one)");
+  const multiCall = multiCallEntries(allowlist.entries, ALLOWLIST_VARIABLE);
+  if (multiCall.length > 0) {
+    logger.warn({ entries: multiCall }, "SCHEDULER_SERVICES_ALLOWED_COMMANDS entries that resolve to a multi-call binary (busybox, toybox, or one file under several names): services using them are refused unless the list names the binary's real path");
+  }
 
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
@@ -195,7 +200,7 @@ export async function startServiceReconciler(options: ServiceReconcilerOptions):
   const listening = await Promise.race([listener.ready.then(() => true), new Promise<boolean>((resolve) => setTimeout(resolve, 10_000, false).unref())]);
   if (!listening) logger.warn("the services listener is not connected yet; reconcile requests will work once it is");
   void requestPass();
-  logger.info({ intervalMs, onShutdown, protectedPorts: [...ctx.protectedPorts], logDir: ctx.logDir, allowedCommands: allowlist.entries }, "service reconciler started");
+  logger.info({ intervalMs, onShutdown, protectedPorts: [...ctx.protectedPorts], logDir: ctx.logDir, allowedCommands: allowlist.entries, allowedEnv: allowlist.env ?? [] }, "service reconciler started");
 
   return {
     reconcileNow() {

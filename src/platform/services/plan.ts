@@ -1,4 +1,5 @@
-// Decide, with the guards around the decision table: protected ports, incomplete rows,
+// Decide, with the guards around the decision table: protected ports, processes that are
+// not provably ours, incomplete rows,
 // crash counting, back-off, start time-outs and the `failed` state. Pure.
 import { REFUSAL_PREFIX } from "./allowlist.ts";
 import { decide, restartDelayMs } from "./decide.ts";
@@ -70,6 +71,10 @@ export function planService(row: ServiceRow, observation: Observation, ctx: Plan
 
   if (row.port !== null && ctx.protectedPorts.has(row.port) && TOUCHES_PROCESSES.has(action)) {
     lastError = `port ${row.port} is protected (database, scheduler): the reconciler will not start or signal anything on it`;
+    reason = lastError;
+    action = "none";
+  } else if (observation.notOurs && TOUCHES_PROCESSES.has(action)) {
+    lastError = `${observation.notOurs}; if it is this service's process, stop it by hand, and if the row is wrong, delete it`;
     reason = lastError;
     action = "none";
   } else if (STARTS.has(action) && (!row.command || row.port === null)) {

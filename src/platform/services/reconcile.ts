@@ -10,7 +10,7 @@ import { act, type ActContext, type Outcome } from "./act.ts";
 import { observe } from "./observe.ts";
 import { planService, type Plan } from "./plan.ts";
 import { probePorts } from "./ports.ts";
-import { readProcessTable } from "./proc.ts";
+import { readMarker, readProcessTable } from "./proc.ts";
 import { applyObservations, listHostServices, lockHost, tryLockHost, unlockHost } from "./store.ts";
 import { emptyResult, type PassResult, type ServiceRow } from "./types.ts";
 
@@ -26,7 +26,7 @@ export async function planHost(ctx: ReconcileContext, rows?: ServiceRow[]): Prom
   const table = readProcessTable();
   const ports = await probePorts(services.flatMap((row) => (row.port === null ? [] : [row.port])));
   const planContext = { now: ctx.now?.() ?? new Date(), policy: ctx.policy, protectedPorts: ctx.protectedPorts };
-  return services.map((row) => planService(row, observe(row, table, row.port !== null && ports.get(row.port) === true), planContext));
+  return services.map((row) => planService(row, observe(row, table, row.port !== null && ports.get(row.port) === true, readMarker), planContext));
 }
 
 /** When the loop should look again: soon while something is starting or a back-off ends. */

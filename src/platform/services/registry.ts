@@ -3,6 +3,7 @@
 import { readSql } from "../../engine/db/sql-file.ts";
 import type { Queryable } from "../../engine/db/pool.ts";
 import { SchedulerError } from "../../engine/errors.ts";
+import { ENV_KEY, ENV_KEY_RULE, RESERVED_ENV_PREFIX, SERVICE_NAME, SERVICE_NAME_RULE } from "./names.ts";
 import { MODULE_NAMES, type DesiredStatus, type ModuleName } from "./types.ts";
 
 const sql = {
@@ -23,20 +24,17 @@ export interface ServiceDefinition {
   desired: DesiredStatus;
 }
 
-const NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$/;
-const ENV_KEY = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
 /** Checks a definition and names every problem with its fix. */
 export function validateDefinition(definition: ServiceDefinition, protectedPorts: ReadonlySet<number>): void {
   const problems: string[] = [];
-  if (!NAME.test(definition.name)) problems.push(`name '${definition.name}': use letters, digits, '.', '_' and '-' (at most 100)`);
+  if (!SERVICE_NAME.test(definition.name)) problems.push(`name '${definition.name}': use ${SERVICE_NAME_RULE}`);
   if (!MODULE_NAMES.includes(definition.module)) problems.push(`module '${definition.module}': must be one of ${MODULE_NAMES.join(", ")}`);
   if (!definition.command.trim()) problems.push("command: must not be empty");
   if (!Number.isInteger(definition.port) || definition.port < 1 || definition.port > 65535) problems.push(`port '${definition.port}': must be a whole number 1-65535`);
   else if (protectedPorts.has(definition.port)) problems.push(`port ${definition.port}: is protected (database, scheduler); pick another port`);
   for (const key of Object.keys(definition.env)) {
-    if (!ENV_KEY.test(key)) problems.push(`env '${key}': not a valid variable name`);
-    if (key.startsWith("SYSTEMPROMPT_SERVICE")) problems.push(`env '${key}': reserved for the reconciler's own markers`);
+    if (!ENV_KEY.test(key)) problems.push(`env '${key}': not a valid variable name (${ENV_KEY_RULE})`);
+    if (key.startsWith(RESERVED_ENV_PREFIX)) problems.push(`env '${key}': reserved for the reconciler's own markers`);
   }
   if (problems.length > 0) {
     throw new SchedulerError("invalid_service", `invalid service definition:\n  ${problems.join("\n  ")}`, { exitCode: 2 });

@@ -1,8 +1,16 @@
 // The only place that sends signals. Every signal goes through guards: never pid <= 1 or an
 // implausible pid (a huge value once became kill(-1): a broadcast), never this process or
 // its parent or its group, never a process listening on a protected port, and only
-// processes re-verified as ours from a fresh process-table read just before each signal.
+// processes proven ours (ownership.ts: recorded identity and the instance marker in their
+// environment), proven again from /proc immediately before each kill(2).
+//
+// Node offers no pidfd (pidfd_open, pidfd_send_signal) without a native addon: process.kill
+// takes a pid. So a small window remains between the last /proc read and kill(2), in which
+// the process would have to exit and the kernel hand its pid to a new one (docs/security.md).
+// For a child of this node there is none: an exited child stays a zombie, keeping its pid,
+// until libuv reaps it on the event loop, and the re-check and the kill run in one turn of it.
 import { SchedulerError } from "../../engine/errors.ts";
+import { markersMatch, notOursReason } from "./ownership.ts";
 import {
   isAlive, isPlausiblePid, isSameProcess, groupMembers, listeningSockets, readMarker, readProcess, readProcessTable, socketInodesOf,
   type ProcessIdentity, type ProcessInfo, type ProcessTable,
@@ -12,6 +20,14 @@ export class RefusedSignal extends SchedulerError {
   constructor(message: string) {
     super("signal_refused", message, { hint: "the reconciler only signals processes it can prove it started" });
     this.name = "RefusedSignal";
+  }
+}
+
+/** The recorded process is alive, but its environment does not prove it the service's: the row is marked orphaned. */
+export class NotOurProcess extends RefusedSignal {
+  constructor(message: string) {
+    super(message);
+    this.name = "NotOurProcess";
   }
 }
 
@@ -39,32 +55,46 @@ export function sendSignal(pid: number, signal: NodeJS.Signals | 0, options: { g
 
 /**
  * What to signal for one service, re-computed from a fresh table before every signal.
- * `leader`: the recorded process, verified by start time, leading its own group (we spawn
- * detached, so it does): the whole group is ours and is signalled at once.
- * `members`: processes signalled one by one, each verified by the instance marker in its
+ * `leader`: the recorded process, verified by start time and markers, leading its own group
+ * (we spawn detached, so it does): the whole group is ours and is signalled at once.
+ * `members`: processes signalled one by one, each verified by the markers in its
  * environment (e.g. children left behind after the leader died).
+ * `impostor`: a process with the recorded identity but without the markers: never signalled.
  */
 export interface Targets {
   leader: ProcessInfo | null;
   members: ProcessInfo[];
+  impostor: ProcessInfo | null;
 }
 
 export interface TargetSpec {
   identity: ProcessIdentity | null;
-  /** SYSTEMPROMPT_SERVICE_INSTANCE of the processes we may signal one by one. */
+  /** The markers a process must carry to be signalled: SYSTEMPROMPT_SERVICE and SYSTEMPROMPT_SERVICE_INSTANCE. */
+  service: string;
   instanceId: string | null;
   /** Extra group ids to search for marked members (the group of an orphaned listener). */
   groups?: number[];
 }
 
+const carriesMarkers = (pid: number, spec: TargetSpec) => markersMatch(readMarker(pid), spec.service, spec.instanceId);
+
 export function findTargets(spec: TargetSpec, table: ProcessTable): Targets {
   let leader: ProcessInfo | null = null;
+  let impostor: ProcessInfo | null = null;
   const members: ProcessInfo[] = [];
   const groups = new Set(spec.groups ?? []);
   if (spec.identity) {
     const info = table.byPid.get(spec.identity.pid);
-    if (isSameProcess(info, spec.identity, table.bootId)) leader = info;
-    groups.add(spec.identity.pid);
+    if (isSameProcess(info, spec.identity, table.bootId)) {
+      if (carriesMarkers(info.pid, spec)) {
+        leader = info;
+        groups.add(info.pid);
+      } else {
+        impostor = info;
+      }
+    } else {
+      groups.add(spec.identity.pid); // the leader is gone: what is left of its group, if marked
+    }
   }
   if (leader && leader.pgrp !== leader.pid) {
     members.push(leader); // not a group leader (never the case for what we spawn): signal it alone
@@ -76,11 +106,11 @@ export function findTargets(spec: TargetSpec, table: ProcessTable): Targets {
       if (!isPlausiblePid(pgid) || pgid <= 1) continue;
       for (const member of groupMembers(table, pgid)) {
         if (members.some((known) => known.pid === member.pid)) continue;
-        if (readMarker(member.pid)?.instance === spec.instanceId) members.push(member);
+        if (carriesMarkers(member.pid, spec)) members.push(member);
       }
     }
   }
-  return { leader, members };
+  return { leader, members, impostor };
 }
 
 /** Throws if any process about to be signalled listens on a protected port. */
@@ -98,9 +128,24 @@ function refuseProtected(targets: Targets, table: ProcessTable, protectedPorts: 
   }
 }
 
-function signalTargets(targets: Targets, signal: NodeJS.Signals): void {
-  if (targets.leader) sendSignal(targets.leader.pid, signal, { group: true });
-  for (const member of targets.members) sendSignal(member.pid, signal);
+/**
+ * The process as /proc shows it now, if it is still the one found and still carries the
+ * markers: the environment first, then the start time, so the environment read was of
+ * this very process. Called immediately before each kill(2).
+ */
+function provenNow(target: ProcessInfo, spec: TargetSpec): ProcessInfo | null {
+  if (!carriesMarkers(target.pid, spec)) return null;
+  const now = readProcess(target.pid);
+  return isAlive(now) && now.startTicks === target.startTicks ? now : null;
+}
+
+/** Signals what is still provably ours; a target gone or changed meanwhile is skipped. */
+function signalTargets(targets: Targets, signal: NodeJS.Signals, spec: TargetSpec): void {
+  if (targets.leader) {
+    const leader = provenNow(targets.leader, spec);
+    if (leader) sendSignal(leader.pid, signal, { group: leader.pgrp === leader.pid });
+  }
+  for (const member of targets.members) if (provenNow(member, spec)) sendSignal(member.pid, signal);
 }
 
 const isEmpty = (targets: Targets) => targets.leader === null && targets.members.length === 0;
@@ -127,21 +172,25 @@ export interface TerminateResult {
 async function waitGone(spec: TargetSpec, deadline: number, pollMs: number): Promise<Targets> {
   for (;;) {
     const targets = findTargets(spec, readProcessTable());
-    const alive = { leader: isAlive(targets.leader) ? targets.leader : null, members: targets.members.filter((member) => isAlive(member)) };
+    const alive = { leader: isAlive(targets.leader) ? targets.leader : null, members: targets.members.filter((member) => isAlive(member)), impostor: null };
     if (isEmpty(alive) || Date.now() >= deadline) return alive;
     await new Promise((resolve) => setTimeout(resolve, pollMs));
   }
 }
 
-/** Stops a service's processes: SIGTERM to what is provably ours, a grace period, then SIGKILL. */
+/**
+ * Stops a service's processes: SIGTERM to what is provably ours, a grace period, then SIGKILL.
+ * NotOurProcess, and nothing signalled, when the recorded process lacks the service's markers.
+ */
 export async function terminate(spec: TargetSpec, options: TerminateOptions): Promise<TerminateResult> {
   const pollMs = options.pollMs ?? 50;
   let table = readProcessTable();
   let targets = findTargets(spec, table);
+  if (targets.impostor) throw new NotOurProcess(notOursReason(targets.impostor, spec.service, spec.instanceId, readMarker(targets.impostor.pid)));
   if (isEmpty(targets)) return { signalled: false, killed: false, survivors: [] };
   refuseProtected(targets, table, options.protectedPorts);
   const force = options.force === true || options.graceMs <= 0;
-  signalTargets(targets, force ? "SIGKILL" : "SIGTERM");
+  signalTargets(targets, force ? "SIGKILL" : "SIGTERM", spec);
   let left = await waitGone(spec, Date.now() + (force ? options.killWaitMs ?? 5000 : options.graceMs), pollMs);
   if (isEmpty(left)) return { signalled: true, killed: force, survivors: [] };
   if (!force) {
@@ -149,7 +198,7 @@ export async function terminate(spec: TargetSpec, options: TerminateOptions): Pr
     table = readProcessTable();
     targets = findTargets(spec, table);
     refuseProtected(targets, table, options.protectedPorts);
-    signalTargets(targets, "SIGKILL");
+    signalTargets(targets, "SIGKILL", spec);
     left = await waitGone(spec, Date.now() + (options.killWaitMs ?? 5000), pollMs);
   }
   return { signalled: true, killed: true, survivors: [...(left.leader ? [left.leader.pid] : []), ...left.members.map((member) => member.pid)] };

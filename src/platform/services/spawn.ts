@@ -6,6 +6,7 @@ import fs from "node:fs";
 import path from "node:path";
 import { SchedulerError } from "../../engine/errors.ts";
 import { checkService, ServiceNotAllowed, type Allowlist } from "./allowlist.ts";
+import { SERVICE_NAME } from "./names.ts";
 import { MARKER_INSTANCE, MARKER_SERVICE, bootId, readProcess, type ProcessIdentity } from "./proc.ts";
 
 export interface SpawnSpec {
@@ -42,8 +43,37 @@ export function serviceEnvironment(spec: Pick<SpawnSpec, "name" | "host" | "env"
   return env;
 }
 
+/** `<logDir>/<name>.log`: one file per service, since a valid name holds no '/' (checkService refuses others). */
 export function logFileFor(logDir: string, name: string): string {
-  return path.join(logDir, `${name.replace(/[^A-Za-z0-9._-]/g, "_")}.log`);
+  if (!SERVICE_NAME.test(name)) throw new SchedulerError("invalid_service", `service name ${JSON.stringify(name)} cannot name a log file`);
+  return path.join(logDir, `${name}.log`);
+}
+
+// Not O_NOFOLLOW alone: a FIFO planted at the path would block the open (and the whole node)
+// until someone reads it; O_NONBLOCK makes that open fail instead, and has no effect on a
+// regular file.
+const LOG_FLAGS = fs.constants.O_WRONLY | fs.constants.O_APPEND | fs.constants.O_CREAT | fs.constants.O_NOFOLLOW | fs.constants.O_NONBLOCK;
+
+/** Opens a service's log for appending; never through a symbolic link, never anything but a regular file. */
+function openLog(logFile: string, name: string): number {
+  const refuse = (what: string) =>
+    new SchedulerError("service_log_refused", `cannot open the log file ${logFile} of service ${name}: it ${what}; nothing was started`, {
+      hint: `remove ${logFile}; only the scheduler's user should be able to write in SCHEDULER_SERVICES_LOG_DIR`,
+    });
+  let fd: number;
+  try {
+    fd = fs.openSync(logFile, LOG_FLAGS, 0o644);
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ELOOP") throw refuse("is a symbolic link, which the reconciler does not follow at a log path (it could point to any file)");
+    if (code === "ENXIO") throw refuse("is not a regular file (a FIFO)");
+    throw error;
+  }
+  if (!fs.fstatSync(fd).isFile()) {
+    fs.closeSync(fd);
+    throw refuse("is not a regular file");
+  }
+  return fd;
 }
 
 /** A whole command line in `command` (a row written in SQL, say): where its arguments go instead. */
@@ -56,7 +86,8 @@ function wholeLineHint(command: string): string {
 /**
  * Starts the service if the host's allowlist allows its program: ServiceNotAllowed otherwise,
  * checked here, at the last moment, so no caller can start a service without the check. The
- * resolved real path is what is executed (argv[0] stays the command as given).
+ * resolved real path is what is executed, with argv[0] the allowlist entry that allowed it
+ * (a multi-call binary picks its program by argv[0]: never the name the row gives it).
  */
 export async function spawnService(spec: SpawnSpec, logDir: string, allowlist: Allowlist): Promise<Spawned> {
   const verdict = checkService(spec, allowlist);
@@ -68,8 +99,9 @@ export async function spawnService(spec: SpawnSpec, logDir: string, allowlist: A
   let fd: number;
   try {
     fs.mkdirSync(logDir, { recursive: true });
-    fd = fs.openSync(logFile, "a");
+    fd = openLog(logFile, spec.name);
   } catch (error) {
+    if (error instanceof SchedulerError) throw error;
     throw new SchedulerError("service_log_unwritable", `cannot open the log file ${logFile} of service ${spec.name}: ${(error as Error).message}`, {
       hint: "make the services log directory writable (SCHEDULER_SERVICES_LOG_DIR)",
       cause: error,
@@ -79,7 +111,7 @@ export async function spawnService(spec: SpawnSpec, logDir: string, allowlist: A
   try {
     fs.writeSync(fd, `\n--- ${new Date().toISOString()} starting ${spec.name} (instance ${spec.instanceId}): ${[spec.command, ...spec.args].join(" ")}\n`);
     child = spawn(verdict.executable, spec.args, {
-      argv0: spec.command,
+      argv0: verdict.argv0,
       cwd: spec.cwd ?? undefined,
       env: serviceEnvironment(spec),
       detached: true,

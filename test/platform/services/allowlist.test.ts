@@ -10,8 +10,9 @@ import { after, beforeEach, describe, it } from "node:test";
 import { loadConfig } from "../../../src/config.ts";
 import { SchedulerError } from "../../../src/engine/errors.ts";
 import {
-  allowlistFileProblem, checkService, hostAllowlist, NOTHING_ALLOWED, parseAllowlist, readAllowlistFile, refusedEnvKey,
+  allowlistFileProblem, checkService, hostAllowlist, NOTHING_ALLOWED, parseAllowlist, readAllowlistFile,
 } from "../../../src/platform/services/allowlist.ts";
+import { envKeyAllowed, parseEnvAllowlist } from "../../../src/platform/services/env-allowlist.ts";
 import { startServiceReconciler } from "../../../src/platform/services/loop.ts";
 import { planHost, reconcileHost, type ReconcileContext } from "../../../src/platform/services/reconcile.ts";
 import { testLogger, useTestDatabase } from "../../helpers/db.ts";
@@ -53,7 +54,7 @@ const pass = async (ctx: ReconcileContext) => (await reconcileHost(ctx)).result;
 
 describe("parsing SCHEDULER_SERVICES_ALLOWED_COMMANDS", () => {
   it("takes absolute files and directories ending in /, trimmed", () => {
-    assert.deepEqual(parseAllowlist(" /usr/bin/node , /opt/agents/bin/ "), { entries: ["/usr/bin/node", "/opt/agents/bin/"], problems: [] });
+    assert.deepEqual(parseAllowlist(" /usr/bin/node , /opt/agents/bin/ "), { entries: ["/usr/bin/node", "/opt/agents/bin/"], env: [], problems: [] });
   });
 
   it("names every bad item: relative paths and empty items", () => {
@@ -84,7 +85,47 @@ describe("parsing SCHEDULER_SERVICES_ALLOWED_COMMANDS", () => {
 
   it("refuses both the list and a file", () => {
     assert.throws(() => hostAllowlist({ SCHEDULER_SERVICES_ALLOWED_COMMANDS: ["/usr/bin/node"], SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: "/etc/allow" }), /both SCHEDULER_SERVICES_ALLOWED_COMMANDS and SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE are set/);
+    assert.throws(() => hostAllowlist({ SCHEDULER_SERVICES_ALLOWED_ENV: ["LOG_LEVEL"], SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: "/etc/allow" }), (error: unknown) => {
+      assert.ok(error instanceof SchedulerError);
+      assert.match(error.describe(), /both SCHEDULER_SERVICES_ALLOWED_ENV and SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE are set[\s\S]*an env: line of it/);
+      return true;
+    });
     assert.equal(hostAllowlist({}), NOTHING_ALLOWED);
+  });
+});
+
+describe("parsing SCHEDULER_SERVICES_ALLOWED_ENV", () => {
+  it("takes variable names and prefixes ending in _*, trimmed; anything else is named", () => {
+    assert.deepEqual(parseEnvAllowlist(" LOG_LEVEL , MYAPP_* ,_UNDERSCORE"), { env: ["LOG_LEVEL", "MYAPP_*", "_UNDERSCORE"], problems: [] });
+    const { problems } = parseEnvAllowlist("*,A*,LOG-LEVEL,,1X,OK,_*");
+    assert.equal(problems.length, 6);
+    assert.match(problems[0]!, /^env item 1 "\*" is neither a variable name \(letters, digits and '_', not starting with a digit\) nor a prefix ending in _\* such as MYAPP_\*$/);
+    assert.match(problems[1]!, /env item 2 "A\*"/);
+    assert.match(problems[2]!, /env item 3 "LOG-LEVEL"/);
+    assert.match(problems[3]!, /env item 4 is empty/);
+    assert.match(problems[4]!, /env item 5 "1X"/);
+    assert.match(problems[5]!, /env item 7 "_\*"/);
+  });
+
+  it("a prefix matches the keys that start with it, a name only itself", () => {
+    assert.ok(envKeyAllowed(["MYAPP_*"], "MYAPP_X") && envKeyAllowed(["MYAPP_*"], "MYAPP_"));
+    assert.ok(!envKeyAllowed(["MYAPP_*"], "MYAPP") && !envKeyAllowed(["MYAPP_*"], "XMYAPP_A"));
+    assert.ok(envKeyAllowed(["HOME"], "HOME") && !envKeyAllowed(["HOME"], "HOMEDIR") && !envKeyAllowed([], "HOME"));
+  });
+
+  it("comes from the configuration, or from the env: lines of the allowlist file", () => {
+    const config = loadConfig({ SCHEDULER_SERVICES_ALLOWED_ENV: "LOG_LEVEL, MYAPP_*" });
+    assert.deepEqual(config.SCHEDULER_SERVICES_ALLOWED_ENV, ["LOG_LEVEL", "MYAPP_*"]);
+    assert.deepEqual(hostAllowlist(config), { entries: [], env: ["LOG_LEVEL", "MYAPP_*"], source: "unset" });
+    assert.deepEqual(hostAllowlist({ SCHEDULER_SERVICES_ALLOWED_COMMANDS: ["/usr/bin/node"], SCHEDULER_SERVICES_ALLOWED_ENV: ["A"] }), { entries: ["/usr/bin/node"], env: ["A"], source: "the environment" });
+    assert.throws(() => loadConfig({ SCHEDULER_SERVICES_ALLOWED_ENV: "LOG_LEVEL,NODE_OPTIONS=x" }), /SCHEDULER_SERVICES_ALLOWED_ENV="LOG_LEVEL,NODE_OPTIONS=x": env item 2 "NODE_OPTIONS=x" is neither a variable name/);
+    assert.deepEqual(parseAllowlist("/usr/bin/node\nenv: LOG_LEVEL, MYAPP_*\n# more\nenv:TZ_NAME\n/opt/a/", { lines: true }), {
+      entries: ["/usr/bin/node", "/opt/a/"],
+      env: ["LOG_LEVEL", "MYAPP_*", "TZ_NAME"],
+      problems: [],
+    });
+    assert.deepEqual(parseAllowlist("/usr/bin/node\nenv: OK, bad key", { lines: true }).problems, [`env item 2 "bad key" is neither a variable name (letters, digits and '_', not starting with a digit) nor a prefix ending in _* such as MYAPP_*`]);
+    assert.deepEqual(parseAllowlist("env: A").problems.length, 1, "in the variable, env: is no keyword: not an absolute path");
   });
 });
 
@@ -102,8 +143,8 @@ describe("the allowlist file", () => {
 
   it("is read when it passes, refused with the fix when it does not", () => {
     const file = path.join(tempLogDir(), "allowed-commands");
-    fs.writeFileSync(file, `# this host\n${process.execPath}\n/opt/agents/\n`, { mode: 0o600 });
-    assert.deepEqual(readAllowlistFile(file), { entries: [process.execPath, "/opt/agents/"], source: file });
+    fs.writeFileSync(file, `# this host\n${process.execPath}\n/opt/agents/\nenv: LOG_LEVEL\n`, { mode: 0o600 });
+    assert.deepEqual(readAllowlistFile(file), { entries: [process.execPath, "/opt/agents/"], env: ["LOG_LEVEL"], source: file });
     assert.deepEqual(hostAllowlist({ SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE: file }).entries, [process.execPath, "/opt/agents/"]);
     fs.chmodSync(file, 0o644);
     assert.throws(() => readAllowlistFile(file), (error: unknown) => {
@@ -127,14 +168,40 @@ describe("the allowlist file", () => {
 });
 
 describe("resolving a service's program", () => {
-  it("refuses environment variables that change what runs, and only those", () => {
-    for (const key of ["LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT", "DYLD_INSERT_LIBRARIES", "NODE_OPTIONS", "PATH", "PYTHONPATH", "PYTHONSTARTUP", "PERL5LIB", "RUBYOPT", "BASH_ENV", "ENV", "BASH_FUNC_ls%%"]) {
-      assert.ok(refusedEnvKey(key), key);
+  it("a row may set only the environment variables the host lists: exact names, or prefixes ending in _*", () => {
+    const list = { ...allowNode, env: ["LOG_LEVEL", "MYAPP_*"] };
+    const verdict = (env: Record<string, string>) => checkService({ name: "web", command: process.execPath, cwd: null, env }, list);
+    assert.equal(verdict({ LOG_LEVEL: "debug", MYAPP_MODE: "x", MYAPP_: "" }).allowed, true);
+    for (const [env, refusal] of [
+      [{ NODE_OPTIONS: "--require /tmp/x.js" }, /^env key "NODE_OPTIONS" is not allowed on this host \(not listed in SCHEDULER_SERVICES_ALLOWED_ENV\)$/],
+      [{ LOG_LEVEL: "1", LD_PRELOAD: "/tmp/x.so", PATH: "/tmp" }, /^env keys "LD_PRELOAD", "PATH" are not allowed on this host/],
+      [{ MYAPP: "x" }, /"MYAPP" is not allowed/],
+      [{ log_level: "x" }, /"log_level" is not allowed/],
+      [{ "LOG_LEVEL=x": "1" }, /^env key "LOG_LEVEL=x" is not a valid variable name \(letters, digits and '_', not starting with a digit\), so the row is refused on every host$/],
+      [{ "": "1", "A B": "2" }, /^env keys "", "A B" are not valid variable names/],
+      [{ SYSTEMPROMPT_SERVICE_INSTANCE: "x" }, /^env key "SYSTEMPROMPT_SERVICE_INSTANCE" is reserved for the reconciler's own markers$/],
+    ] as const) {
+      const refused = verdict(env);
+      assert.ok(!refused.allowed && "refusal" in refused, JSON.stringify(env));
+      assert.match(refused.refusal, refusal);
     }
-    for (const key of ["LOG_LEVEL", "PORT", "HOME", "NODE_ENV", "PYTHONUNBUFFERED", "OLD_PATH"]) assert.ok(!refusedEnvKey(key), key);
-    const verdict = checkService({ command: process.execPath, cwd: null, env: { A: "1", NODE_OPTIONS: "--require /tmp/x.js", LD_PRELOAD: "/tmp/x.so" } }, allowNode);
-    assert.ok(!verdict.allowed && "refusal" in verdict);
-    assert.match(verdict.refusal, /environment variables NODE_OPTIONS, LD_PRELOAD in the service's env/);
+    const none = checkService({ name: "web", command: process.execPath, cwd: null, env: { A: "1" } }, allowNode);
+    assert.ok(!none.allowed && "refusal" in none);
+    assert.match(none.refusal, /env key "A" is not allowed on this host \(SCHEDULER_SERVICES_ALLOWED_ENV is not set, so a row may set no variable\)/);
+    assert.match(none.fix, /^add A to SCHEDULER_SERVICES_ALLOWED_ENV \(or, with SCHEDULER_SERVICES_ALLOWED_COMMANDS_FILE, to an env: line of that file\) on this host and restart its scheduler, or remove it from the service's env$/);
+    const fromFile = checkService({ name: "web", command: process.execPath, cwd: null, env: { A: "1" } }, { ...allowNode, source: "/etc/allowed" });
+    assert.ok(!fromFile.allowed && "refusal" in fromFile);
+    assert.match(fromFile.refusal, /\(\/etc\/allowed has no env: line, so a row may set no variable\)/);
+    assert.match(fromFile.fix, /^add A to an env: line of \/etc\/allowed on this host/);
+  });
+
+  it("a service name is checked on the host as by the CLI", () => {
+    for (const name of ["a/b", "..", ".hidden", "-x", "a b", "x".repeat(101)]) {
+      const verdict = checkService({ name, command: process.execPath, cwd: null, env: {} }, allowNode);
+      assert.ok(!verdict.allowed && "refusal" in verdict, name);
+      assert.match(verdict.refusal, /^the service name ".*" is not valid \(letters, digits, '\.', '_' and '-', starting with a letter or digit, at most 100\)/, name);
+    }
+    assert.ok(checkService({ name: "web_1.v2-a", command: process.execPath, cwd: null, env: {} }, allowNode).allowed);
   });
 
   it("follows symlinks and '..', looks bare names up in the node's PATH, and executes the real path", () => {
@@ -143,11 +210,13 @@ describe("resolving a service's program", () => {
     fs.chmodSync(path.join(dir, "tool"), 0o755);
     const list = allowing(process.execPath, `${dir}/`);
     const real = fs.realpathSync(process.execPath);
-    assert.deepEqual(checkService({ command: path.join(dir, "node"), cwd: null, env: {} }, list), { allowed: true, executable: real });
-    assert.deepEqual(checkService({ command: "./node", cwd: dir, env: {} }, list), { allowed: true, executable: real });
-    assert.deepEqual(checkService({ command: "tool", cwd: null, env: {} }, list, { PATH: `/no/such:${dir}` }), { allowed: true, executable: path.join(fs.realpathSync(dir), "tool") });
+    // argv[0] is the entry that allowed it: the file's entry, or the real path below a directory entry
+    assert.deepEqual(checkService({ name: "a", command: path.join(dir, "node"), cwd: null, env: {} }, list), { allowed: true, executable: real, argv0: process.execPath });
+    assert.deepEqual(checkService({ name: "a", command: "./node", cwd: dir, env: {} }, list), { allowed: true, executable: real, argv0: process.execPath });
+    const tool = path.join(fs.realpathSync(dir), "tool");
+    assert.deepEqual(checkService({ name: "a", command: "tool", cwd: null, env: {} }, list, { PATH: `/no/such:${dir}` }), { allowed: true, executable: tool, argv0: tool });
     for (const command of ["/bin/sh", `${dir}/${toRoot(dir)}bin/sh`, `${dir}/innocent`, "sh"]) {
-      const verdict = checkService({ command, cwd: null, env: {} }, list);
+      const verdict = checkService({ name: "a", command, cwd: null, env: {} }, list);
       assert.ok(!verdict.allowed && "refusal" in verdict, command);
       assert.match(verdict.refusal, new RegExp(`^${sh}.* is not allowed by SCHEDULER_SERVICES_ALLOWED_COMMANDS`), command);
     }
@@ -155,11 +224,11 @@ describe("resolving a service's program", () => {
     fs.mkdirSync(`${dir}-evil`);
     fs.copyFileSync(sh, `${dir}-evil/tool`);
     fs.chmodSync(`${dir}-evil/tool`, 0o755);
-    assert.ok(!checkService({ command: `${dir}-evil/tool`, cwd: null, env: {} }, allowing(dir + "/")).allowed);
+    assert.ok(!checkService({ name: "a", command: `${dir}-evil/tool`, cwd: null, env: {} }, allowing(dir + "/")).allowed);
   });
 
   it("a missing program is an ordinary start failure, not a refusal", () => {
-    const verdict = checkService({ command: "/no/such/agent", cwd: null, env: {} }, allowNode);
+    const verdict = checkService({ name: "a", command: "/no/such/agent", cwd: null, env: {} }, allowNode);
     assert.ok(!verdict.allowed && "notFound" in verdict);
   });
 });
@@ -177,8 +246,8 @@ describe("the reconciler never runs what the host does not allow", () => {
       { name: "bare", error: new RegExp(`${sh} \\(resolved from 'sh'\\)`) },
       { name: "relative", error: new RegExp(`${sh} \\(resolved from '(\\.\\./)+bin/sh'\\)`) },
       { name: "symlink", error: new RegExp(`${sh} \\(resolved from '.*/allowed/dir/innocent'\\)`) },
-      { name: "preload", error: /environment variable LD_PRELOAD in the service's env/ },
-      { name: "path-env", error: /environment variable PATH in the service's env/ },
+      { name: "preload", error: /env key "LD_PRELOAD" is not allowed on this host/ },
+      { name: "path-env", error: /env key "PATH" is not allowed on this host/ },
     ];
     await insert("absolute", await freePort(), "/bin/sh", touch("absolute"));
     await insert("climb", await freePort(), `${dir}/${toRoot(dir)}bin/sh`, touch("climb"));
@@ -198,7 +267,7 @@ describe("the reconciler never runs what the host does not allow", () => {
       assert.equal(current?.status, "failed", name);
       assert.equal(current?.pid, null, name);
       assert.match(current?.last_error ?? "", /^not allowed to run service /, name);
-      assert.match(current?.last_error ?? "", /SCHEDULER_SERVICES_ALLOWED_COMMANDS/, name);
+      assert.match(current?.last_error ?? "", /SCHEDULER_SERVICES_ALLOWED_(COMMANDS|ENV)/, name);
       assert.match(current?.last_error ?? "", error, name);
       assert.match(current?.last_error ?? "", /nothing was run/, name);
     }

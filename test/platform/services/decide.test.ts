@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import { decide, restartDelayMs } from "../../../src/platform/services/decide.ts";
-import { observe } from "../../../src/platform/services/observe.ts";
+import { observe as observeWith } from "../../../src/platform/services/observe.ts";
 import { planService } from "../../../src/platform/services/plan.ts";
 import type { ProcessInfo, ProcessTable } from "../../../src/platform/services/proc.ts";
 import { DEFAULT_POLICY, type Policy, type ServiceRow } from "../../../src/platform/services/types.ts";
@@ -29,6 +29,8 @@ function table(...processes: Partial<ProcessInfo>[]): ProcessTable {
 }
 
 const ours = { pid: 4242, process_start_ticks: "1000", boot_id: BOOT, instance_id: "i-1" };
+/** The process at pid 4242 carries the markers spawn gave it (service svc, instance i-1). */
+const observe = (row: ServiceRow, processes: ProcessTable, portOpen: boolean) => observeWith(row, processes, portOpen, () => ({ service: "svc", instance: "i-1" }));
 const policy: Policy = { ...DEFAULT_POLICY, backoffBaseMs: 1000, backoffMaxMs: 300_000, maxRapidFailures: 3 };
 const ctx = { now: NOW, policy, protectedPorts: new Set([5432]) };
 
@@ -100,6 +102,30 @@ describe("observe", () => {
       assert.equal(seen.ours, null, `pid ${pid}`);
       assert.equal(seen.runtime, "crashed");
     }
+  });
+
+  it("the recorded identity without the service's markers is not ours: orphaned, and nothing touches it", () => {
+    for (const [marker, found] of [
+      [null, /its environment cannot be read/],
+      [{ service: null, instance: null }, /it has no SYSTEMPROMPT_SERVICE_INSTANCE/],
+      [{ service: "svc", instance: "i-2" }, /it has SYSTEMPROMPT_SERVICE=svc SYSTEMPROMPT_SERVICE_INSTANCE=i-2/],
+      [{ service: "other", instance: "i-1" }, /it has SYSTEMPROMPT_SERVICE=other SYSTEMPROMPT_SERVICE_INSTANCE=i-1/],
+    ] as const) {
+      for (const desired of ["enabled", "disabled"] as const) {
+        const row = service({ ...ours, desired_status: desired, status: "running" });
+        const seen = observeWith(row, table({ comm: "sleep" }), false, () => marker);
+        assert.equal(seen.ours, null);
+        assert.equal(seen.runtime, "orphaned");
+        assert.equal(seen.processLost, false, "not a crash either");
+        assert.match(seen.notOurs ?? "", found);
+        const plan = planService(row, seen, ctx);
+        assert.equal(plan.action, "none", `${desired}: ${plan.tableAction} withheld`);
+        assert.equal(plan.update?.status, "orphaned");
+        assert.match(plan.update?.last_error ?? "", /^pid 4242 \(sleep\) has the pid, start time and boot the row records, but does not carry this service's instance marker .*nothing was signalled; if it is this service's process, stop it by hand/);
+      }
+    }
+    const unrecorded = service({ ...ours, instance_id: null, status: "running" });
+    assert.equal(observeWith(unrecorded, table({}), false, () => ({ service: "svc", instance: null })).runtime, "orphaned", "a row without an instance id proves nothing");
   });
 });
 

@@ -8,7 +8,7 @@ import { reconcileHost, type ReconcileContext } from "../../../src/platform/serv
 import { logFileFor } from "../../../src/platform/services/spawn.ts";
 import { tryLockHost, unlockHost } from "../../../src/platform/services/store.ts";
 import { useTestDatabase } from "../../helpers/db.ts";
-import { addService, alive, fixture, freePort, killEverything, removeTempDirs, reconcileContext, row, startForeign, uniqueHost, waitFor } from "./fixtures/harness.ts";
+import { addService, alive, allowNode, fixture, freePort, killEverything, removeTempDirs, reconcileContext, row, startForeign, uniqueHost, waitFor } from "./fixtures/harness.ts";
 
 const db = useTestDatabase();
 const host = uniqueHost("life");
@@ -38,6 +38,7 @@ async function passUntil(name: string, status: string, timeoutMs = 10_000, conte
 describe("start and stop", () => {
   it("starts an enabled service detached, records who it is, and sees it running once the port answers", async () => {
     const port = await freePort();
+    ctx = reconcileContext(db.pool, host, { allowlist: { ...allowNode, env: ["GREETING"] } });
     await addService(db.pool, { name: "web", host, port, env: { GREETING: "hi" } });
     const first = await pass();
     assert.equal(first.started, 1);

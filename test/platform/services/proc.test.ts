@@ -3,7 +3,7 @@ import { spawn } from "node:child_process";
 import { after, describe, it } from "node:test";
 import { portAnswers, probePorts, waitForPortFree } from "../../../src/platform/services/ports.ts";
 import { bootId, isSameProcess, listenersOnPort, parseStat, readMarker, readProcess, readProcessTable } from "../../../src/platform/services/proc.ts";
-import { checkSignalTarget, findTargets, RefusedSignal, sendSignal, terminate } from "../../../src/platform/services/signals.ts";
+import { checkSignalTarget, findTargets, NotOurProcess, RefusedSignal, sendSignal, terminate } from "../../../src/platform/services/signals.ts";
 import { alive, fixture, freePort, killEverything, removeTempDirs, startForeign, uniqueHost, waitFor } from "./fixtures/harness.ts";
 
 const host = uniqueHost("proc");
@@ -90,13 +90,22 @@ describe("signal guards", () => {
     await waitFor("the port", () => portAnswers(port));
     const info = readProcess(child.pid!)!;
     const wrong = { pid: child.pid!, startTicks: String(BigInt(info.startTicks) - 1n), bootId: bootId() };
-    const targets = findTargets({ identity: wrong, instanceId: null }, readProcessTable());
-    assert.deepEqual(targets, { leader: null, members: [] });
-    const result = await terminate({ identity: wrong, instanceId: null }, { graceMs: 100, protectedPorts: new Set() });
+    const targets = findTargets({ identity: wrong, service: "svc", instanceId: null }, readProcessTable());
+    assert.deepEqual(targets, { leader: null, members: [], impostor: null });
+    const result = await terminate({ identity: wrong, service: "svc", instanceId: null }, { graceMs: 100, protectedPorts: new Set() });
     assert.equal(result.signalled, false);
     assert.ok(alive(child.pid!), "the process with the reused pid was left alone");
     const right = { ...wrong, startTicks: info.startTicks };
-    const stopped = await terminate({ identity: right, instanceId: null }, { graceMs: 2000, protectedPorts: new Set() });
+    // the right identity is not enough: the environment must carry this service's instance marker
+    for (const [service, instanceId] of [["svc", null], ["svc", "inst-2"], ["other", "inst-1"]] as const) {
+      await assert.rejects(terminate({ identity: right, service, instanceId }, { graceMs: 100, force: true, protectedPorts: new Set() }), (error: unknown) => {
+        assert.ok(error instanceof NotOurProcess);
+        assert.match(error.message, /does not carry this service's instance marker .*nothing was signalled/);
+        return true;
+      });
+      assert.ok(alive(child.pid!), `${service}/${instanceId}: not signalled`);
+    }
+    const stopped = await terminate({ identity: right, service: "svc", instanceId: "inst-1" }, { graceMs: 2000, protectedPorts: new Set() });
     assert.equal(stopped.signalled, true);
     assert.equal(stopped.killed, false, "it obeyed SIGTERM");
     await waitFor("exit", () => !alive(child.pid!));
@@ -108,7 +117,7 @@ describe("signal guards", () => {
     const child = spawnMarked(["--extra-port", String(guarded)], port);
     await waitFor("both ports", async () => (await portAnswers(port)) && (await portAnswers(guarded)));
     const identity = { pid: child.pid!, startTicks: readProcess(child.pid!)!.startTicks, bootId: bootId() };
-    await assert.rejects(terminate({ identity, instanceId: "inst-1" }, { graceMs: 100, protectedPorts: new Set([guarded]) }), /protected port/);
+    await assert.rejects(terminate({ identity, service: "svc", instanceId: "inst-1" }, { graceMs: 100, protectedPorts: new Set([guarded]) }), /protected port/);
     assert.ok(alive(child.pid!));
   });
 });
