@@ -110,7 +110,7 @@ describe("the services' desired state belongs to the admin role", () => {
     const refusedAdd = await cli(admin, "services", "add", "shell", "--command", "/bin/sleep", "--port", String(await freePort()), "--", "60");
     assert.equal(refusedAdd.code, 0, refusedAdd.stderr);
 
-    const start = () => startServiceReconciler({ pool: runtimePool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy, allowlist: allowNode });
+    const start = () => startServiceReconciler({ pool: runtimePool, host, logger: testLogger, intervalMs: 60_000, protectedPorts: [], logDir: tempLogDir(), policy: fastPolicy, allowlist: { ...allowNode, env: ["GREETING"] } });
     loop = await start();
     const running = await waitFor("web to run", async () => {
       await loop!.reconcileNow();
