@@ -24,7 +24,7 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
        from scheduled_jobs order by job_name`,
     );
     const nodes = await pool.query(
-      `select node_id, host, last_heartbeat_at from scheduler.nodes
+      `select node_id, host, last_heartbeat_at, crontab_rejected_at, crontab_error from scheduler.nodes
        where stopped_at is null and last_heartbeat_at > now() - make_interval(secs => $1::float8 / 1000) order by node_id`,
       [ctx.config.SCHEDULER_NODE_DEAD_AFTER_MS],
     );
@@ -38,6 +38,11 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
     if (args.values.json) {
       ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows, stuckRuns: stuck.rows }));
       return 0;
+    }
+    // First: the schedule below is not what the crontab file on disk says.
+    for (const node of nodes.rows.filter((candidate) => candidate.crontab_error)) {
+      const problems = String(node.crontab_error).split("\n").map((line) => line.trim()).filter(Boolean).join(" ");
+      ctx.print(`crontab rejected at ${formatCell(node.crontab_rejected_at)} on ${node.node_id}: ${problems}; the previous schedule is in force\n`);
     }
     ctx.print(
       renderTable(

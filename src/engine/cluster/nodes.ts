@@ -104,3 +104,8 @@ export async function releaseNode(db: Queryable, nodeId: string): Promise<{ jobs
   const { rows } = await db.query<{ jobs_released: string[] | null; runs_abandoned: string[] | null }>(RELEASE, [nodeId]);
   return { jobsReleased: rows[0]?.jobs_released ?? [], runsAbandoned: rows[0]?.runs_abandoned ?? [] };
 }
+
+/** Records the node's crontab state: the rejected edit in force (when, why), or none. */
+export async function recordCrontabState(db: Queryable, nodeId: string, rejection: { at: Date; error: string } | null): Promise<void> {
+  await db.query("update scheduler.nodes set crontab_rejected_at = $2, crontab_error = $3 where node_id = $1", [nodeId, rejection?.at ?? null, rejection?.error ?? null]);
+}

@@ -9,7 +9,15 @@ import { parseCrontabOrThrow, type CrontabEntry, type ParseOptions, type TaskCat
 export interface CrontabWatcher {
   /** Reads the file now; resolves with the new entries, or null when unchanged. Throws on a bad edit. */
   check(): Promise<CrontabEntry[] | null>;
+  /** The rejection in force: the file on disk is not the schedule the node runs. */
+  rejected(): CrontabRejection | null;
   stop(): void;
+}
+
+/** The file on disk was rejected (`at`, why); the previous schedule stays in force. */
+export interface CrontabRejection {
+  at: Date;
+  error: string;
 }
 
 function digest(text: string): string {
@@ -34,10 +42,28 @@ export function watchCrontab(options: {
   intervalMs: number;
   logger: Logger;
   onChange(entries: CrontabEntry[]): Promise<void>;
+  /**
+   * The file's state changed: rejected (a new bad edit), or null (repaired: applied, or put
+   * back as the schedule in force). Awaited; a failure is logged and tried again next poll.
+   */
+  onStateChange?(rejection: CrontabRejection | null): Promise<void>;
 }): CrontabWatcher {
   let lastDigest = digest(options.initialText);
-  let lastProblem: string | null = null;
+  let rejection: CrontabRejection | null = null;
+  // What onStateChange last reported successfully (undefined: nothing yet).
+  let reported: CrontabRejection | null | undefined;
   let running: Promise<unknown> = Promise.resolve();
+
+  async function report(): Promise<void> {
+    if (reported === rejection || !options.onStateChange) return;
+    if (reported === undefined && rejection === null) return;
+    try {
+      await options.onStateChange(rejection);
+      reported = rejection;
+    } catch (error) {
+      options.logger.warn({ err: error }, "recording the crontab's state failed; will retry");
+    }
+  }
 
   async function check(): Promise<CrontabEntry[] | null> {
     await options.beforeCheck?.();
@@ -48,7 +74,14 @@ export function watchCrontab(options: {
       throw new Error(`cannot read crontab ${options.path}: ${errorMessage(error)}; keeping the previous schedule`);
     }
     const next = digest(text);
-    if (next === lastDigest) return null;
+    if (next === lastDigest) {
+      // Put back as it was (a bad edit undone): the schedule in force is on disk again.
+      if (rejection) {
+        rejection = null;
+        options.logger.info({ crontab: options.path }, "crontab reloaded: the file is the schedule in force again");
+      }
+      return null;
+    }
     const entries = parseCrontabOrThrow(text, options.path, options.catalog, options.parseOptions);
     lastDigest = next;
     replaceLiveCronItems(options.liveItems, entries.map((entry) => entry.item));
@@ -61,20 +94,24 @@ export function watchCrontab(options: {
       try {
         const entries = await check();
         if (entries) {
-          lastProblem = null;
+          rejection = null;
           options.logger.info({ crontab: options.path, entries: entries.map((entry) => entry.identifier) }, "crontab reloaded");
         }
       } catch (error) {
         const message = errorMessage(error);
-        if (message !== lastProblem) options.logger.error({ crontab: options.path, error: message }, "crontab edit rejected; the previous schedule stays in force");
-        lastProblem = message;
+        if (message !== rejection?.error) {
+          options.logger.error({ crontab: options.path, error: message }, "crontab edit rejected; the previous schedule stays in force");
+          rejection = { at: new Date(), error: message };
+        }
       }
+      await report();
     });
   }, options.intervalMs);
   timer.unref();
 
   return {
     check: () => (running = running.then(check)) as Promise<CrontabEntry[] | null>,
+    rejected: () => rejection,
     stop: () => clearInterval(timer),
   };
 }

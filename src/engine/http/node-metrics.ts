@@ -55,6 +55,21 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     labelNames: ["job", "task"] as const,
     registers: [registry],
   });
+  const crontabRejected = new Gauge({
+    name: "scheduler_crontab_rejected",
+    help: "1 while this node's crontab file holds an edit it rejected (the previous schedule stays in force), else 0",
+    registers: [registry],
+  });
+  const crontabReloads = new Counter({
+    name: "scheduler_crontab_reloads_total",
+    help: "Live edits of this node's crontab file, by result: applied, or rejected (the previous schedule stays in force)",
+    labelNames: ["result"] as const,
+    registers: [registry],
+  });
+  // Both results exist at 0 from the start, so increase() sees the first one.
+  crontabReloads.inc({ result: "applied" }, 0);
+  crontabReloads.inc({ result: "rejected" }, 0);
+  crontabRejected.set(0);
   const rescues = new Counter({
     name: "scheduler_rescues_total",
     help: "Dead nodes this node declared dead and rescued",
@@ -79,6 +94,15 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   events.on("job:skipped", onSkipped);
   const onStuck = (event: RunEvent) => stuck.inc({ job: event.jobName, task: event.task });
   const onUnstuck = (event: RunEvent) => stuck.dec({ job: event.jobName, task: event.task });
+  const onReloaded = () => crontabReloads.inc({ result: "applied" });
+  const onRejected = () => {
+    crontabReloads.inc({ result: "rejected" });
+    crontabRejected.set(1);
+  };
+  const onRepaired = () => crontabRejected.set(0);
+  events.on("crontab:reloaded", onReloaded);
+  events.on("crontab:rejected", onRejected);
+  events.on("crontab:repaired", onRepaired);
   events.on("job:stuck", onStuck);
   events.on("job:unstuck", onUnstuck);
 
@@ -106,6 +130,9 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
       events.off("job:success", onSuccess);
       events.off("job:failed", onFailed);
       events.off("job:skipped", onSkipped);
+      events.off("crontab:reloaded", onReloaded);
+      events.off("crontab:rejected", onRejected);
+      events.off("crontab:repaired", onRepaired);
       events.off("job:stuck", onStuck);
       events.off("job:unstuck", onUnstuck);
     },

@@ -16,7 +16,7 @@ import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
 import { pruneRuns } from "../history/runs.ts";
 import { waitForRun } from "../history/wait.ts";
-import { applicationNameFor, publishNodeTasks } from "../cluster/nodes.ts";
+import { applicationNameFor, publishNodeTasks, recordCrontabState } from "../cluster/nodes.ts";
 import { startClusterNode } from "../cluster/node.ts";
 import { queueBootstrapJobs } from "./bootstrap.ts";
 import { drainWorker } from "./drain.ts";
@@ -189,6 +189,10 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
         entries = next;
         await publishSchedules(pool, next, nodeId);
         events.emit("crontab:reloaded", next.map((entry) => entry.identifier));
+      },
+      async onStateChange(rejection) {
+        await recordCrontabState(pool, nodeId, rejection);
+        events.emit(rejection ? "crontab:rejected" : "crontab:repaired", rejection);
       },
     });
   } else {

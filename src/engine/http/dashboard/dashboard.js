@@ -146,6 +146,12 @@ async function refresh() {
   if (select.options.length - 1 !== names.length) select.replaceChildren(el("option", { value: "", text: "all" }), ...names.map((name) => el("option", { value: name, text: name, selected: name === jobFilter })));
   fill(document.querySelector("#runs tbody"), runs.map(runRow), jobFilter || statusFilter ? "no runs match" : "no runs yet");
   fill(document.querySelector("#nodes tbody"), nodes.map(nodeRow), "no node is running");
+  // A rejected live crontab edit: the schedules shown are the previous ones, not the file's.
+  const rejected = nodes.filter((node) => node.crontab_error);
+  $("crontab-banner").hidden = rejected.length === 0;
+  $("crontab-banner").textContent = rejected
+    .map((node) => `crontab rejected at ${new Date(node.crontab_rejected_at).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC")} on ${node.node_id}: ${node.crontab_error}; the previous schedule is in force`)
+    .join("\n");
   const panels = await Promise.all(info.panels.map(async (panel) => packPanel(panel, await get(`/api/${panel.api}`))));
   if (mine !== latestRefresh) return;
   $("pack-panels").replaceChildren(...panels);
