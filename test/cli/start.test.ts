@@ -28,6 +28,7 @@ describe("start on the embedded PostgreSQL", () => {
       SCHEDULER_EMBEDDED_PORT: String(await freePort()),
       SCHEDULER_CRONTAB: crontab,
       SCHEDULER_RECONCILE_SERVICES: "false",
+      SCHEDULER_HTTP_ADDR: `127.0.0.1:${await freePort()}`,
       LOG_LEVEL: "info",
     };
     const node = spawn(process.execPath, [path.join(projectRoot, "src/cli/main.ts"), "start"], { cwd: projectRoot, env, stdio: ["ignore", "ignore", "pipe"] });
@@ -38,6 +39,10 @@ describe("start on the embedded PostgreSQL", () => {
       await eventually(async () => logs.includes("scheduler started"), { timeoutMs: 60_000, what: "the node to start" });
       const server = runningServer(dataDir);
       assert.ok(server, "the embedded server runs");
+      // One line a person can click, with what it allows.
+      const dashboard = `http://${env.SCHEDULER_HTTP_ADDR}/`;
+      assert.ok(logs.includes(`"msg":"dashboard: ${dashboard} (read-only; set SCHEDULER_HTTP_TOKEN for actions)"`), logs);
+      assert.equal((await fetch(dashboard)).status, 200);
 
       const status = await runCliProcess(["status", "--json"], env);
       assert.equal(status.code, 0, status.stderr);

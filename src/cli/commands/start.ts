@@ -26,7 +26,8 @@ one adopted), and stops with the node even if the node is killed.`,
     let scheduler: SchedulerHandle | undefined;
     let exitCode = 0;
     try {
-      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM });
+      // A node started from the CLI serves its dashboard and /metrics (127.0.0.1:9464 unless SCHEDULER_HTTP_ADDR says otherwise).
+      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM, http: true });
       if (shutdown.isRequested()) return shutdown.exitCode();
       database = await resolveDatabase(ctx.config, ctx.logger, { role: "node", writes: "a node", primaryTimeoutMs: ctx.config.SCHEDULER_DB_GIVE_UP_MS });
       // Passwords stay out of logs; `db url` prints the URL with it.

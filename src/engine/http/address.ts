@@ -32,3 +32,9 @@ export function isLoopback(host: string): boolean {
 export function describeAddress(address: HttpAddress): string {
   return net.isIPv6(address.host) ? `[${address.host}]:${address.port}` : `${address.host}:${address.port}`;
 }
+
+/** A URL a person can open for the endpoint: a wildcard address is reached on this machine's loopback. */
+export function dashboardUrl(address: HttpAddress): string {
+  const host = address.host === "0.0.0.0" ? "127.0.0.1" : address.host === "::" ? "::1" : address.host;
+  return `http://${describeAddress({ host, port: address.port })}/`;
+}

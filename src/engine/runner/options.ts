@@ -44,10 +44,13 @@ export interface SchedulerOptions {
   /** Cluster timing; defaults from SCHEDULER_HEARTBEAT_MS, _NODE_DEAD_AFTER_MS, _RESCUE_INTERVAL_MS, SCHEDULER_DB_GIVE_UP_MS. */
   cluster?: Partial<ClusterSettings>;
   /**
-   * Where the node serves /healthz, /readyz and /metrics: `host:port`, or false for none;
-   * default SCHEDULER_HTTP_ADDR (127.0.0.1:9464). Port 0 lets the OS pick (see `httpAddress`).
+   * Where the node serves the dashboard, its JSON API, /healthz, /readyz and /metrics:
+   * `host:port` (port 0 lets the OS pick, see `httpAddress`), `true` for SCHEDULER_HTTP_ADDR or
+   * else 127.0.0.1:9464 (what the CLI's `start` does), false for none. Unset: served only
+   * when SCHEDULER_HTTP_ADDR is set, so an application embedding the scheduler opens no port
+   * it did not ask for.
    */
-  http?: string | false;
+  http?: string | boolean;
   /**
    * The token that enables the dashboard's actions (run now, dry run, pause, resume) on the
    * HTTP endpoint; default SCHEDULER_HTTP_TOKEN; unset: read-only. At least 16 characters.

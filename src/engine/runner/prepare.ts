@@ -85,15 +85,21 @@ export async function prepareScheduler(options: SchedulerOptions = {}): Promise<
   // What a pack checks before any database (the platform: its services allowlist file).
   for (const pack of packs) await pack.prepare?.({ config, logger: log });
 
-  const httpExplicit = options.http !== undefined || config.SCHEDULER_HTTP_ADDR !== undefined;
+  const httpExplicit = typeof options.http === "string" || config.SCHEDULER_HTTP_ADDR !== undefined;
   const httpToken = httpTokenFor(options, config);
   return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken };
 }
 
-/** The `http` option, else SCHEDULER_HTTP_ADDR (checked when the settings were read), else the default. */
+/**
+ * The `http` option's address; `true`: SCHEDULER_HTTP_ADDR, else the default; unset: only
+ * SCHEDULER_HTTP_ADDR. A library serves nothing its application did not ask for; the CLI's
+ * `start` asks with `true`.
+ */
 function httpAddressFor(options: SchedulerOptions, config: EngineConfig): HttpAddress | null {
   if (options.http === false) return null;
-  const parsed = parseHttpAddr(options.http ?? config.SCHEDULER_HTTP_ADDR ?? DEFAULT_HTTP_ADDR);
+  const asked = typeof options.http === "string" ? options.http : (config.SCHEDULER_HTTP_ADDR ?? (options.http === true ? DEFAULT_HTTP_ADDR : null));
+  if (asked === null) return null;
+  const parsed = parseHttpAddr(asked);
   if (parsed && "problem" in parsed) {
     throw new SchedulerError("invalid_config", `http option ${JSON.stringify(options.http)}: expected ${parsed.problem}`, { exitCode: 2 });
   }

@@ -27,7 +27,7 @@ import type { SchedulerHandle, SchedulerOptions } from "./options.ts";
 import type { PreparedScheduler } from "./prepare.ts";
 import { enqueueRun, entryForRun, requestForEntry, requestForTask } from "./run-request.ts";
 import type { PackNodeLoop } from "../pack.ts";
-import { describeAddress } from "../http/address.ts";
+import { dashboardUrl, describeAddress } from "../http/address.ts";
 import { schedulerMetrics, type SchedulerMetrics } from "../http/metrics.ts";
 import { checkReadiness } from "../http/readiness.ts";
 import { nodeRoutes } from "../http/routes.ts";
@@ -274,6 +274,12 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
         throw error;
       }
     }
+  }
+
+  if (http) {
+    // One line a person can click, in pretty and JSON logs alike.
+    const url = dashboardUrl(http.address);
+    log.info({ dashboard: url }, `dashboard: ${url} (${prepared.httpToken ? "actions enabled with the token in SCHEDULER_HTTP_TOKEN" : "read-only; set SCHEDULER_HTTP_TOKEN for actions"})`);
   }
 
   return {

@@ -163,6 +163,22 @@ describe("scheduler runner", () => {
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
+  it("serves no HTTP endpoint unless asked: an embedding application opens no port", async () => {
+    const saved = process.env.SCHEDULER_HTTP_ADDR;
+    delete process.env.SCHEDULER_HTTP_ADDR;
+    try {
+      const quiet = await start();
+      assert.equal(quiet.httpAddress, null);
+      const asked = await start({ http: "127.0.0.1:0" });
+      assert.match(asked.httpAddress ?? "", /^127\.0\.0\.1:\d+$/);
+      assert.equal((await fetch(`http://${asked.httpAddress}/healthz`)).status, 200);
+      await Promise.all([quiet.stop(), asked.stop()]);
+    } finally {
+      if (saved === undefined) delete process.env.SCHEDULER_HTTP_ADDR;
+      else process.env.SCHEDULER_HTTP_ADDR = saved;
+    }
+  });
+
   it("lets a running job finish on stop() and leaves nothing locked", async () => {
     const handle = await start();
     // A run's 'running' row shows only after it has run for 1 s (RUNNING_ROW_AFTER_MS): the run
