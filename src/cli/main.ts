@@ -16,6 +16,9 @@ import { migrateCommand } from "./commands/migrate.ts";
 import { nodesCommand } from "./commands/nodes.ts";
 import { startCommand } from "./commands/start.ts";
 import { servicesCommand } from "./commands/services.ts";
+
+/** How long an interactive command waits for an unreachable database before it says so. */
+const INTERACTIVE_GIVE_UP_MS = 8000;
 import { statusCommand } from "./commands/status.ts";
 
 export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, dbCommand, migrateCommand];
@@ -100,7 +103,10 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
           // when every host answered and none is one); one that only reads may use what the
           // connection string asks for (a standby, say).
           const words = argv.slice(0, argv.length - rest.length).join(" ");
-          database = await resolveDatabase(config, logger, command.readsOnly ? {} : { writes: `'${words}'`, primaryTimeoutMs: 0 });
+          // A person is waiting: an unreachable database is given up on within 10 s (the
+          // command's own start-up included); `start` waits longer (SCHEDULER_DB_GIVE_UP_MS).
+          const wait = { timeoutMs: INTERACTIVE_GIVE_UP_MS };
+          database = await resolveDatabase(config, logger, command.readsOnly ? wait : { ...wait, writes: `'${words}'`, primaryTimeoutMs: 0 });
           pool = createPool(database.connector, { max: 4, logger, types: cliTypes });
         }
         return pool;

@@ -50,7 +50,7 @@ describe("CLI", () => {
     const result = await cli(["status"], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/nowhere" });
     assert.equal(result.code, 1);
     assert.match(result.stderr, /cannot connect to PostgreSQL at 127\.0\.0\.1:1\/nowhere/);
-    assert.ok(result.ms < 30_000, `took ${result.ms} ms`);
+    assert.ok(result.ms < 10_000, `gave up after ${result.ms} ms, not within 10 s`);
   });
 
   it("migrate reports an up-to-date schema", async () => {

@@ -106,9 +106,9 @@ describe("start refuses what cannot run, before any database", () => {
   it("says what it waits for while the database is unreachable", async () => {
     const result = await runCliProcess(["status"], { DATABASE_URL: "postgres://postgres@127.0.0.1:1/nowhere", LOG_LEVEL: "warn" }, 60_000);
     assert.equal(result.code, 1);
-    // The first attempt, then every tenth (the reason stays the same).
+    // The first attempt, then every tenth (the reason stays the same): not once per attempt.
     assert.match(result.stderr, /waiting for PostgreSQL at 127\.0\.0\.1:1\/nowhere \(attempt 1\)/);
-    assert.match(result.stderr, /waiting for PostgreSQL at 127\.0\.0\.1:1\/nowhere \(attempt 10\)/);
     assert.doesNotMatch(result.stderr, /\(attempt 2\)/);
+    assert.ok(result.ms < 10_000, `gave up after ${result.ms} ms`);
   });
 });

@@ -43,18 +43,19 @@ export function writerConnector(connectionString: string, what: string, logger: 
  * owns (starts or adopts, and stops last) and a CLI command borrows when it runs.
  * `writes`: what will write through it (a node, a command), so it needs a server that takes
  * writes; without it the connection string's target_session_attrs applies (a standby may do).
- * `primaryTimeoutMs`: how long to wait for a primary when only standbys answer.
+ * `primaryTimeoutMs`: how long to wait for a primary when only standbys answer; `timeoutMs`:
+ * for an unreachable server (25 s by default).
  */
 export async function resolveDatabase(
   config: EngineConfig,
   logger: Logger,
-  options: { role?: OwnerRole; writes?: string; primaryTimeoutMs?: number } = {},
+  options: { role?: OwnerRole; writes?: string; primaryTimeoutMs?: number; timeoutMs?: number } = {},
 ): Promise<DatabaseTarget> {
   const connectorFor = (connectionString: string) =>
     options.writes ? writerConnector(connectionString, options.writes, logger) : createConnector(connectionString, { logger });
   if (config.DATABASE_URL) {
     const connector = connectorFor(config.DATABASE_URL);
-    await waitForDatabase(connector, { logger, primaryTimeoutMs: options.primaryTimeoutMs });
+    await waitForDatabase(connector, { logger, primaryTimeoutMs: options.primaryTimeoutMs, timeoutMs: options.timeoutMs });
     return { connectionString: config.DATABASE_URL, connector, release: async () => {}, embedded: false };
   }
   const server = await startEmbeddedPostgres({ dataDir: config.SCHEDULER_DATA_DIR, port: config.SCHEDULER_EMBEDDED_PORT, logger, role: options.role });
