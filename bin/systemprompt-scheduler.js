@@ -24,7 +24,8 @@ if (major > 22 || (major === 22 && minor >= 18)) {
   } catch {
     console.error(
       `error: systemprompt-scheduler needs Node.js >= ${REQUIRED}; this is Node.js ${process.version} (${process.execPath})\n` +
-        `  fix: install Node.js 22 LTS (>= ${REQUIRED}), e.g. \`nvm install 22\` or your distribution's nodejs 22 package, and run the command with it`,
+        `  fix: run it on Node 22 fetched by npm, with no install: npx -y node@22 node_modules/.bin/systemprompt-scheduler ${process.argv.slice(2).join(" ")}\n` +
+        `       or install Node.js 22 LTS: \`nvm install 22\` (https://github.com/nvm-sh/nvm), or the official binaries from https://nodejs.org/en/download`,
     );
     process.exit(2);
   }

@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn, spawnSync } from "node:child_process";
+import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
@@ -33,4 +34,24 @@ describe("bin/systemprompt-scheduler.js on an older Node", { skip: reRuns ? fals
       assert.equal(await exited, 128 + os.constants.signals[signal]);
     });
   }
+});
+
+describe("bin/systemprompt-scheduler.js where no Node 22 is installed", { skip: reRuns ? false : `needs a system Node older than 22.18 (found ${version || "none"})` }, () => {
+  it("refuses with fixes that work on this machine: npx -y node@22, nvm, the official binaries", () => {
+    // An installed package without the repository's `node` dev dependency.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "sps-bin-"));
+    try {
+      fs.mkdirSync(path.join(dir, "bin"));
+      fs.copyFileSync(path.join(projectRoot, "bin/systemprompt-scheduler.js"), path.join(dir, "bin/systemprompt-scheduler.js"));
+      fs.writeFileSync(path.join(dir, "package.json"), JSON.stringify({ name: "systemprompt-scheduler", type: "module" }));
+      const result = spawnSync(systemNode!, [path.join(dir, "bin/systemprompt-scheduler.js"), "status"], { encoding: "utf8" });
+      assert.equal(result.status, 2);
+      assert.match(result.stderr, /needs Node\.js >= 22\.18; this is Node\.js v/);
+      assert.match(result.stderr, /npx -y node@22 node_modules\/\.bin\/systemprompt-scheduler status/);
+      assert.match(result.stderr, /nvm install 22/);
+      assert.match(result.stderr, /https:\/\/nodejs\.org\/en\/download/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
