@@ -80,7 +80,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
     try {
       parsed = parseArgs({ args: rest, options: { ...command.options, help: { type: "boolean", short: "h" } }, allowPositionals: true, strict: true });
     } catch (error) {
-      throw usageError((error as Error).message, command.usage);
+      throw usageError(describeParseError(error, argv.slice(0, argv.length - rest.length).join(" "), command), command.usage);
     }
     if (parsed.values.help || (command.subcommands && !command.run)) {
       console.log(command.usage);
@@ -126,4 +126,21 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
 const invokedDirectly = process.argv[1] !== undefined && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url);
 if (invokedDirectly) {
   process.exitCode = await runCli(process.argv.slice(2));
+}
+
+/**
+ * node:util's parseArgs message for an unknown option, said plainly: the option, the command's
+ * own options, and, for a command that passes arguments on (db psql), where those go (its own
+ * suggestion has unbalanced quotes).
+ */
+function describeParseError(error: unknown, words: string, command: Command): string {
+  const code = (error as { code?: string }).code;
+  const option = /'(-[^']*)'/.exec((error as Error).message)?.[1];
+  if (code !== "ERR_PARSE_ARGS_UNKNOWN_OPTION" || !option) return (error as Error).message;
+  const own = Object.keys(command.options ?? {}).map((name) => `--${name}`);
+  const known = own.length > 0 ? `its options: ${own.join(", ")}` : "it takes no options";
+  if ((command.maxPositionals ?? 0) > 0) {
+    return `unknown option '${option}' for '${words}' (${known}); an argument for another program goes after --, e.g. systemprompt-scheduler ${words} -- ${option} …`;
+  }
+  return `unknown option '${option}' for '${words}' (${known})`;
 }

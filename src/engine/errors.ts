@@ -34,3 +34,9 @@ export function errorMessage(error: unknown): string {
   if (error instanceof Error) return error.message;
   return String(error);
 }
+
+/** An error's stack without its first line (the message, logged beside it), or undefined. */
+export function stackOf(error: unknown): string | undefined {
+  const stack = error instanceof Error ? error.stack : undefined;
+  return stack?.split("\n").slice(1).map((line) => line.trim()).join("\n") || undefined;
+}

@@ -43,7 +43,10 @@ export function graphileLoggerFor(logger: Logger): GraphileLogger {
       const error = meta && typeof meta === "object" && "error" in meta ? (meta as { error: unknown }).error : undefined;
       // A run that waits for its job's lock goes back to the queue by "failing" (src/engine/jobs/execute.ts):
       // routine, not an error.
-      const method = (error as { code?: unknown } | undefined)?.code === "run_deferred" ? "debug" : (levels[level] ?? "info");
+      // A failed attempt is logged by the job wrapper (src/engine/jobs/execute.ts, plain.ts), with
+      // its stack once: graphile-worker's report of it (message, stack and the error again) is debug.
+      const quiet = (error as { code?: unknown } | undefined)?.code === "run_deferred" || (meta as { failure?: unknown } | undefined)?.failure === true;
+      const method = quiet ? "debug" : (levels[level] ?? "info");
       if (error !== undefined) child[method]({ err: error }, message);
       else child[method](message);
     };

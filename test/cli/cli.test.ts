@@ -35,7 +35,11 @@ describe("CLI", () => {
     assert.match(unknown.stderr, /unknown command 'frobnicate'/);
     const badOption = await cli(["status", "--bogus"]);
     assert.equal(badOption.code, 2);
-    assert.match(badOption.stderr, /Unknown option '--bogus'/);
+    assert.match(badOption.stderr, /unknown option '--bogus' for 'status' \(its options: --json\)/);
+    // An argument meant for psql: where it goes, in quotes that balance.
+    const psqlOption = await cli(["db", "psql", "-c", "select 1"]);
+    assert.equal(psqlOption.code, 2);
+    assert.match(psqlOption.stderr, /unknown option '-c' for 'db psql' \(it takes no options\); an argument for another program goes after --, e\.g\. systemprompt-scheduler db psql -- -c …/);
   });
 
   it("names every bad configuration key and exits 2", async () => {

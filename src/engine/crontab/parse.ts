@@ -4,6 +4,7 @@ import { SchedulerError } from "../errors.ts";
 import { cronFieldsOf, cronMatcherByInstant, type CronFields } from "../graphile/internals.ts";
 import { splitExtensions, type EntryExtensions, type OverlapPolicy } from "./extensions.ts";
 import { firesAt, hourFieldFollowsElapsedTime } from "./match.ts";
+import { didYouMean } from "../suggest.ts";
 
 // Our crontab is graphile-worker's format, parsed by graphile-worker itself, line by
 // line so that every bad line is reported at once. On top we add what an operator
@@ -101,7 +102,7 @@ export function parseCrontabText(text: string, catalog?: TaskCatalog, options: P
     if (knownTasks && !knownTasks.has(item.task)) {
       problems.push({
         line: lineNumber,
-        message: `task '${item.task}' has no task file (expected tasks/${item.task}.ts); known tasks: ${[...knownTasks].sort().join(", ") || "(none)"}`,
+        message: `task '${item.task}' has no task file (expected tasks/${item.task}.ts);${didYouMean(item.task, knownTasks)} known tasks: ${[...knownTasks].sort().join(", ") || "(none)"}`,
       });
       return;
     }
@@ -154,7 +155,7 @@ export function parseCrontabOrThrow(text: string, source: string, catalog?: Task
   if (problems.length > 0) {
     const lines = problems.map((problem) => `  ${source}:${problem.line}: ${problem.message}`);
     throw new SchedulerError("invalid_crontab", `crontab ${source} has ${problems.length} problem(s):\n${lines.join("\n")}`, {
-      hint: "fix these lines; the format is graphile-worker's, 'MIN HOUR DOM MON DOW task ?opts {payload}', with our options tz=, overlap= and jitter= (see the crontab's header)",
+      hint: "fix these lines; the format is graphile-worker's, 'MIN HOUR DOM MON DOW task ?opts {payload}'; its options id=, fill=, max=, queue=, jobKey=, jobKeyMode= and priority=, and ours tz=, overlap=, jitter= and grace= (docs/schedules.md, and the crontab's header)",
       exitCode: 2,
     });
   }
@@ -167,6 +168,12 @@ export function parseCrontabOrThrow(text: string, source: string, catalog?: Task
  * own message, with the line, tells a person what is wrong.
  */
 function explainBadLine(line: string, lineNumber: number, message: string): string {
+  // The five time fields come first; a line with fewer before its task is the usual slip.
+  const words = line.split(/\s+/);
+  const firstNonTime = words.findIndex((word) => !/^[\d*/,\-A-Za-z]+$/.test(word) || /^[A-Za-z_][\w:-]*$/.test(word) && !/^(jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec|sun|mon|tue|wed|thu|fri|sat)$/i.test(word));
+  if (/^Could not process line/.test(message) && firstNonTime >= 0 && firstNonTime < 5) {
+    return `line ${lineNumber} has ${firstNonTime} time field(s) before its task '${words[firstNonTime]}', a line needs 5 (MIN HOUR DOM MON DOW): a field is missing, e.g. '${[...words.slice(0, firstNonTime), ...Array(5 - firstNonTime).fill("*"), ...words.slice(firstNonTime)].join(" ")}'`;
+  }
   if (!/^Invalid command specification/.test(message)) return message;
   const brace = line.indexOf("{");
   if (brace >= 0) {

@@ -1,7 +1,7 @@
 import type { JobHelpers } from "graphile-worker";
 import { cancelRunningQuery } from "../db/cancel.ts";
 import type { Queryable } from "../db/pool.ts";
-import { errorMessage, PermanentJobError, SchedulerError } from "../errors.ts";
+import { errorMessage, PermanentJobError, SchedulerError, stackOf } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal, markCompletedInRun } from "../graphile/internals.ts";
 import { claimRun, markReturned, recordOutcome, recordSuccessAndFinish, releaseRunLock, releaseRunLockSurely, type Claim, type RunStart } from "../history/runs.ts";
 import { beginClaimedRun, overlapSkip } from "./claimed.ts";
@@ -155,7 +155,8 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       await recordOutcome(helpers, run, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
       await releaseRunLockSurely(client, lockKey, lockReleaseFailed);
       const durationMs = Date.now() - started;
-      logger.error({ error: message, durationMs }, "job failed");
+      // The one line with the failure's stack (graphile-worker's own report of it is debug: log.ts).
+      logger.error({ error: message, durationMs, ...(error instanceof SchedulerError ? {} : { stack: stackOf(error) }) }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false, durationMs });
       throw error;
     } finally {

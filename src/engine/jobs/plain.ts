@@ -1,5 +1,5 @@
 import type { JobHelpers, Task } from "graphile-worker";
-import { errorMessage } from "../errors.ts";
+import { errorMessage, SchedulerError, stackOf } from "../errors.ts";
 import { claimRun, recordOutcome, recordSuccessAndFinish } from "../history/runs.ts";
 import { beginClaimedRun, overlapSkip } from "./claimed.ts";
 import { splitPayload } from "./payload.ts";
@@ -48,7 +48,8 @@ export function wrapPlainTask(name: string, task: Task, runtime: JobRuntime): Ta
       const message = errorMessage(error);
       await recordOutcome(helpers, run, { status: "failed", error: message }).catch((e: unknown) => logger.error({ err: e }, "could not record the failed run"));
       const durationMs = Date.now() - started;
-      logger.error({ error: message, durationMs }, "job failed");
+      // The one line with the failure's stack (graphile-worker's own report of it is debug: log.ts).
+      logger.error({ error: message, durationMs, ...(error instanceof SchedulerError ? {} : { stack: stackOf(error) }) }, "job failed");
       runtime.events.emit("job:failed", { ...base, runId, error: message, permanent: false, durationMs });
       throw error;
     }

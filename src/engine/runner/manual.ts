@@ -2,6 +2,7 @@ import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
 import { enqueueRun, publishedEntry, requestForEntry, requestForTask, type EntryForRun, type RunRequest } from "./run-request.ts";
+import { didYouMean } from "../suggest.ts";
 
 // What an operator does to a job by hand — run it now, pause it, resume it — with the same
 // checks whoever asks: the CLI (`run`, `pause`, `resume`) and the dashboard's actions. A
@@ -46,7 +47,7 @@ export async function resolveJob(db: Queryable, name: string, tasks: TaskChecker
   const task = entry?.task ?? name;
   const nodes = await liveNodesFor(db, task, deadAfterMs);
   if (entry || tasks.names().has(name) || nodes.knowing > 0) return { name, task, entry, nodes };
-  throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, { hint: `tasks: ${[...tasks.names()].sort().join(", ")} (\`status\` lists the entries)`, exitCode: 2 });
+  throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}';${didYouMean(name, tasks.names()) || " it is neither a task nor an entry"}`, { hint: `tasks: ${[...tasks.names()].sort().join(", ")} (\`status\` lists the entries)`, exitCode: 2 });
 }
 
 export function describeRun(request: RunRequest): string {

@@ -32,6 +32,7 @@ import { schedulerMetrics, type SchedulerMetrics } from "../http/metrics.ts";
 import { checkReadiness } from "../http/readiness.ts";
 import { nodeRoutes } from "../http/routes.ts";
 import { startHttpServer, type HttpEndpoint } from "../http/server.ts";
+import { didYouMean } from "../suggest.ts";
 
 export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
 
@@ -291,7 +292,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     async runJob(name, payload = {}, runOptions = {}) {
       const entry = entries.find((candidate) => candidate.identifier === name);
       if (!entry && !tasks.names().has(name)) {
-        throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}'`, {
+        throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}';${didYouMean(name, [...tasks.names(), ...entries.map((e) => e.identifier)]) || " it is neither a task nor an entry"}`, {
           hint: `tasks: ${[...tasks.names()].sort().join(", ")}; entries: ${entries.map((e) => e.identifier).sort().join(", ") || "(none)"}`,
           exitCode: 2,
         });

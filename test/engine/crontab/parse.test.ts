@@ -56,8 +56,22 @@ describe("crontab parsing", () => {
     assert.deepEqual(problems.map((problem) => problem.line), [3, 4, 5, 6, 7]);
     assert.match(problems[0]!.message, /Too large value '61'/);
     assert.match(problems[1]!.message, /task 'no_such_task' has no task file.*known tasks: cleanup_inactive_sessions, database_cleanup/);
+    assert.match(problems[2]!.message, /line 5 has 4 time field\(s\) before its task 'cleanup_inactive_sessions', a line needs 5 \(MIN HOUR DOM MON DOW\): a field is missing/);
     assert.match(problems[3]!.message, /unsupported key 'bogus'/);
     assert.match(problems[4]!.message, /already used on line 2/);
+  });
+
+  it("suggests the task a misspelt name was meant to be", () => {
+    const { problems } = parseCrontabText("0 3 * * * databse_cleanup\n0 4 * * * zzz", known);
+    assert.match(problems[0]!.message, /task 'databse_cleanup' has no task file \(expected tasks\/databse_cleanup\.ts\); did you mean 'database_cleanup'\?/);
+    assert.doesNotMatch(problems[1]!.message, /did you mean/);
+  });
+
+  it("names every option a line may take in its fix", () => {
+    assert.throws(
+      () => parseCrontabOrThrow("* * * * * nope", "etc/crontab", known),
+      (error: unknown) => error instanceof SchedulerError && ["id=", "fill=", "max=", "queue=", "jobKey=", "jobKeyMode=", "priority=", "tz=", "overlap=", "jitter=", "grace="].every((option) => error.hint!.includes(option)),
+    );
   });
 
   it("throws one error naming file and lines, with exit code 2", () => {
