@@ -1,3 +1,4 @@
+import { cliActor } from "../../engine/audit/actor.ts";
 import { resolveDatabase, type DatabaseTarget } from "../../engine/db/connect.ts";
 import { maskPassword } from "../../engine/db/pool.ts";
 import type { SchedulerHandle } from "../../engine/runner/options.ts";
@@ -26,7 +27,7 @@ one adopted), and stops with the node even if the node is killed.`,
     let scheduler: SchedulerHandle | undefined;
     let exitCode = 0;
     try {
-      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM });
+      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM, actor: cliActor() });
       if (shutdown.isRequested()) return shutdown.exitCode();
       database = await resolveDatabase(ctx.config, ctx.logger, { role: "node", writes: "a node", primaryTimeoutMs: ctx.config.SCHEDULER_DB_GIVE_UP_MS });
       // Passwords stay out of logs; `db url` prints the URL with it.
