@@ -54,6 +54,8 @@ export interface MigrateOptions {
    * again by every later migrate. Never the runtime role.
    */
   adminRole?: string;
+  /** Who the audit trail says migrated (when anything changed); default the application's package name, else "library". */
+  actor?: string;
 }
 
 /**
@@ -62,7 +64,7 @@ export interface MigrateOptions {
  * current; safe to run concurrently. Run it as the owner; `runtimeRole` names the nodes' role.
  */
 export function migrate(pool: Pool, options: MigrateOptions = {}): Promise<MigrateResult> {
-  return migratePlan(pool, options.logger ?? createLogger("warn"), schemaPlanOf(packsFor(options)), { runtimeRole: options.runtimeRole, adminRole: options.adminRole });
+  return migratePlan(pool, options.logger ?? createLogger("warn"), schemaPlanOf(packsFor(options)), { runtimeRole: options.runtimeRole, adminRole: options.adminRole, actor: options.actor });
 }
 
 /** The SQL `migrate({ runtimeRole })` grants with, for a DBA to review and apply. */

@@ -53,6 +53,10 @@ grant usage, select on sequence scheduler.rescues_id_seq to :"runtime_role";
 grant select, insert on scheduler.server_timelines to :"runtime_role";
 -- Runs of an exclusive job waiting for its lock.
 grant select, insert, delete on scheduler.lock_waiters to :"runtime_role";
+-- The audit trail: read (`audit`, the dashboard), written and pruned only through
+-- scheduler.audit_record and scheduler.audit_prune (granted with the schema's functions below),
+-- so a node cannot change or remove what was recorded.
+grant select on scheduler.audit to :"runtime_role";
 grant execute on all functions in schema scheduler to :"runtime_role";
 
 -- The scheduled_jobs view (in public, beside the platform's tables).

@@ -9,3 +9,7 @@
 grant usage on schema public to :"admin_role";
 -- Register, change and remove services (the whole row: `services stop` also records the stop).
 grant select, insert, update, delete on services to :"admin_role";
+-- Every change the admin role makes is recorded in the audit trail by the same statement
+-- (scheduler.audit_record): the schema, and that one function of it.
+grant usage on schema scheduler to :"admin_role";
+grant execute on function scheduler.audit_record(text, text, text, jsonb) to :"admin_role";

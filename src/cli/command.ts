@@ -41,3 +41,12 @@ export interface Command {
 export function usageError(message: string, usage: string): SchedulerError {
   return new SchedulerError("usage", `${message}\n\n${usage}`, { exitCode: 2 });
 }
+
+/** A `--limit` value: a whole number from 1 to `max`, `fallback` when not given (exit 2 otherwise). */
+export function limitOption(value: string | boolean | undefined, fallback: number, max: number): number {
+  const limit = Number(value ?? fallback);
+  if (!Number.isInteger(limit) || limit < 1 || limit > max) {
+    throw new SchedulerError("bad_limit", `--limit must be a whole number from 1 to ${max}, got '${value}'`, { exitCode: 2 });
+  }
+  return limit;
+}

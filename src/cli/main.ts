@@ -8,6 +8,7 @@ import { createPool, type Pool } from "../engine/db/pool.ts";
 import { errorMessage, SchedulerError } from "../engine/errors.ts";
 import { createLogger } from "../engine/log.ts";
 import { usageError, type CliContext, type Command } from "./command.ts";
+import { auditCommand } from "./commands/audit.ts";
 import { banCommand, bansCommand, unbanCommand } from "./commands/bans.ts";
 import { dbCommand } from "./commands/db.ts";
 import { historyCommand } from "./commands/history.ts";
@@ -21,7 +22,7 @@ import { servicesCommand } from "./commands/services.ts";
 const INTERACTIVE_GIVE_UP_MS = 8000;
 import { statusCommand } from "./commands/status.ts";
 
-export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, dbCommand, migrateCommand];
+export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, auditCommand, dbCommand, migrateCommand];
 
 function overview(): string {
   const width = Math.max(...commands.map((command) => command.name.length));

@@ -1,8 +1,9 @@
+import { cliActor } from "../../engine/audit/actor.ts";
 import { SchedulerError } from "../../engine/errors.ts";
 import { banIp, listBans, unbanIp, type BanResult } from "../../platform/security/bans.ts";
 import { parseDuration } from "../../platform/security/duration.ts";
 import { parseIp } from "../../platform/security/ip.ts";
-import type { Command } from "../command.ts";
+import { limitOption, type Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 
 // bans list | ban IP | unban IP: every ban goes through the same policy as the jobs
@@ -26,10 +27,7 @@ const listCommand: Command = {
   usage: "systemprompt-scheduler bans list [--active] [--limit N] [--json]",
   options: { active: { type: "boolean" }, limit: { type: "string", short: "n" }, json: { type: "boolean" } },
   async run(ctx, args) {
-    const limit = Number(args.values.limit ?? 100);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) {
-      throw usageError("bad_limit", `--limit must be a whole number from 1 to 100000, got '${args.values.limit}'`);
-    }
+    const limit = limitOption(args.values.limit, 100, 100_000);
     const rows = await listBans(await ctx.pool(), { activeOnly: args.values.active === true, limit });
     if (args.values.json) {
       ctx.print(toJson(rows));
@@ -101,7 +99,7 @@ export const banCommand: Command = {
       durationSeconds = parsed.value;
     }
     const reason = typeof args.values.reason === "string" && args.values.reason.trim() !== "" ? args.values.reason.trim() : "Manual ban";
-    const result = await banIp(await ctx.pool(), { ip, reason, durationSeconds, permanent });
+    const result = await banIp(await ctx.pool(), { ip, reason, durationSeconds, permanent, actor: cliActor() });
     if (result.outcome === "skipped_allowlisted") {
       throw new SchedulerError("allowlisted_ip", `refused: ${ip} is allowlisted (${result.allowlisted_by}) and is never banned`, {
         hint: result.allowlisted_by?.startsWith("allowlist") ? "remove it from scheduler.ip_allowlist first if the ban is really wanted" : undefined,
@@ -122,7 +120,7 @@ export const unbanCommand: Command = {
   async run(ctx, args) {
     const ip = requireIp(args.positionals, unbanCommand.usage);
     const forget = args.values.forget === true;
-    const removed = await unbanIp(await ctx.pool(), ip, forget);
+    const removed = await unbanIp(await ctx.pool(), ip, forget, cliActor());
     if (args.values.json) {
       ctx.print(toJson({ ip, removed, forgotten: forget && removed }));
       return 0;

@@ -1,5 +1,4 @@
-import { SchedulerError } from "../../engine/errors.ts";
-import type { Command } from "../command.ts";
+import { limitOption, type Command } from "../command.ts";
 import { renderTable, toJson } from "../table.ts";
 import { resolveJobName } from "./jobs.ts";
 
@@ -13,10 +12,7 @@ JOB is a crontab entry's identifier or a task (all its entries' runs); an unknow
   options: { limit: { type: "string", short: "n" }, json: { type: "boolean" } },
   maxPositionals: 1,
   async run(ctx, args) {
-    const limit = Number(args.values.limit ?? 20);
-    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) {
-      throw new SchedulerError("bad_limit", `--limit must be a whole number from 1 to 10000, got '${args.values.limit}'`, { exitCode: 2 });
-    }
+    const limit = limitOption(args.values.limit, 20, 10_000);
     const job = args.positionals[0] ?? null;
     const pool = await ctx.pool();
     if (job !== null) {

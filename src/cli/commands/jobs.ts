@@ -1,4 +1,4 @@
-import os from "node:os";
+import { cliActor } from "../../engine/audit/actor.ts";
 import { SchedulerError } from "../../engine/errors.ts";
 import { defaultRuntime } from "../../engine/jobs/runtime.ts";
 import { waitForRun } from "../../engine/history/wait.ts";
@@ -49,7 +49,9 @@ gets the task's queue, one waiting run at most and 3 attempts.
            '{"enforce": false}' for a dry run
 --wait     wait for the run to finish; the exit code is its outcome (0 success, 1 failed, 3 timeout)
 --timeout  seconds to wait with --wait (default 600)
---json     print {job_id, job_name, task} (and with --wait the run's outcome) as JSON`,
+--json     print {job_id, job_name, task} (and with --wait the run's outcome) as JSON
+
+The run is recorded in the audit trail (\`audit JOB\`) as asked for by OS user@host.`,
   options: { payload: { type: "string", short: "p" }, wait: { type: "boolean", short: "w" }, timeout: { type: "string" }, json: { type: "boolean" } },
   maxPositionals: 1,
   async run(ctx, args) {
@@ -58,7 +60,7 @@ gets the task's queue, one waiting run at most and 3 attempts.
     if (!Number.isFinite(timeoutSeconds) || timeoutSeconds <= 0) throw new SchedulerError("usage", `--timeout must be a positive number of seconds, got '${args.values.timeout}'`, { exitCode: 2 });
     const job = await resolveJobName(ctx, args.positionals[0], "run");
     const pool = await ctx.pool();
-    const { jobId: queuedId, lastRunId, request } = await queueManualRun(pool, job, overrides, job.tasks, { needLiveNode: Boolean(args.values.wait) });
+    const { jobId: queuedId, lastRunId, request } = await queueManualRun(pool, job, overrides, job.tasks, { actor: cliActor(), needLiveNode: Boolean(args.values.wait) });
     const nodes = job.nodes;
     const jobId = Number(queuedId);
     const queued = { job_id: jobId, job_name: request.jobName, task: request.task };
@@ -80,13 +82,12 @@ export const pauseCommand: Command = {
   usage: `systemprompt-scheduler pause JOB [--reason TEXT]
 
 JOB is a task (pauses every entry of it) or a crontab entry's identifier. Who paused it,
-when and why show in \`status\` and the scheduled_jobs view.`,
+when and why show in \`status\` and the scheduled_jobs view, and in the audit trail (\`audit JOB\`).`,
   options: { reason: { type: "string" } },
   maxPositionals: 1,
   async run(ctx, args) {
     const { name } = await resolveJobName(ctx, args.positionals[0], "pause");
-    const who = `${os.userInfo().username}@${os.hostname()}`;
-    const paused = await pauseJob(await ctx.pool(), name, (args.values.reason as string | undefined) ?? null, who);
+    const paused = await pauseJob(await ctx.pool(), name, (args.values.reason as string | undefined) ?? null, cliActor());
     ctx.print(paused ? `paused ${name}` : `${name} was already paused`);
     return 0;
   },
@@ -95,11 +96,11 @@ when and why show in \`status\` and the scheduled_jobs view.`,
 export const resumeCommand: Command = {
   name: "resume",
   summary: "resume a paused job",
-  usage: "systemprompt-scheduler resume JOB",
+  usage: "systemprompt-scheduler resume JOB   (recorded in the audit trail: `audit JOB`)",
   maxPositionals: 1,
   async run(ctx, args) {
     const { name } = await resolveJobName(ctx, args.positionals[0], "resume");
-    const resumed = await resumeJob(await ctx.pool(), name);
+    const resumed = await resumeJob(await ctx.pool(), name, cliActor());
     ctx.print(resumed ? `resumed ${name}` : `${name} was not paused`);
     return 0;
   },

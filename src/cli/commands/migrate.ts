@@ -1,3 +1,4 @@
+import { cliActor } from "../../engine/audit/actor.ts";
 import { adminGrantsSql, hasAdminGrants, migrate, runtimeGrantsSql } from "../../scheduler.ts";
 import { isInsufficientPrivilege } from "../../engine/db/readiness.ts";
 import { SchedulerError } from "../../engine/errors.ts";
@@ -46,7 +47,7 @@ export const migrateCommand: Command = {
       return 0;
     }
     const pool = await ctx.pool();
-    const { applied, adopted, granted, grantedAdmin } = await migrate(pool, { logger: ctx.logger, platform, runtimeRole, adminRole }).catch(async (error: unknown) => {
+    const { applied, adopted, granted, grantedAdmin } = await migrate(pool, { logger: ctx.logger, platform, runtimeRole, adminRole, actor: cliActor() }).catch(async (error: unknown) => {
       // A grant that failed says so itself; a migration a runtime role may not run gets the hint.
       if (!isInsufficientPrivilege(error) || (error instanceof SchedulerError && error.code !== "migration_failed")) throw error;
       const { rows } = await pool.query<{ role: string }>("select current_user as role");

@@ -1,4 +1,5 @@
 import crypto from "node:crypto";
+import { cliActor } from "../../engine/audit/actor.ts";
 import type { Queryable } from "../../engine/db/pool.ts";
 import { isInsufficientPrivilege } from "../../engine/db/readiness.ts";
 import { errorMessage, SchedulerError } from "../../engine/errors.ts";
@@ -166,7 +167,7 @@ const add: Command = {
     const checkedHere = definition.host === ctx.config.SCHEDULER_HOST;
     if (checkedHere) assertRunnableHere(definition);
     const pool = await ctx.pool();
-    const saved = await asAdmin(pool, "services add", () => saveService(pool, definition, args.values.replace === true));
+    const saved = await asAdmin(pool, "services add", () => saveService(pool, definition, args.values.replace === true, cliActor()));
     if (!saved.saved) {
       throw new SchedulerError("service_exists", `a service named '${name}' already exists`, { hint: "add --replace to overwrite its definition, or pick another name", exitCode: 2 });
     }
@@ -191,7 +192,7 @@ function desiredCommand(name: "enable" | "disable"): Command {
     async run(ctx, args) {
       const service = requireName(args, name);
       const pool = await ctx.pool();
-      const row = await asAdmin(pool, `services ${name}`, () => setDesired(pool, service, desired));
+      const row = await asAdmin(pool, `services ${name}`, () => setDesired(pool, service, desired, { actor: cliActor(), action: `services.${name}` }));
       if (!row) throw notFound(service);
       ctx.print(
         name === "enable"
@@ -229,11 +230,13 @@ scheduler can prove it started are signalled. Run it on the service's host.`,
     try {
       if (!(await lockHost(client, host, 30_000))) throw new SchedulerError("host_busy", `the reconciler of host ${host} held its lock for 30 s`, { hint: "try again" });
       try {
-        await asAdmin(client, "services stop", () => setDesired(client, name, "disabled"));
-        const ctxForStop = cliContext(ctx, pool, host, seconds(args.values.grace, "--grace", 10) * 1000);
+        const graceMs = seconds(args.values.grace, "--grace", 10) * 1000;
+        const force = args.values.force === true;
+        await asAdmin(client, "services stop", () => setDesired(client, name, "disabled", { actor: cliActor(), action: "services.stop", detail: { force, grace_ms: graceMs } }));
+        const ctxForStop = cliContext(ctx, pool, host, graceMs);
         const row = (await listHostServices(client, host)).find((candidate) => candidate.name === name);
         if (!row) throw notFound(name);
-        const outcome = await stopService(ctxForStop, row, { force: args.values.force === true });
+        const outcome = await stopService(ctxForStop, row, { force });
         if (args.values.json) ctx.print(toJson({ name, ...outcome }));
         else if (outcome.status === "done") ctx.print(`service ${name} stopped${outcome.note ? ` (${outcome.note})` : ""}; it is disabled, and its row is removed at the next pass`);
         else ctx.print(`service ${name} not stopped: ${outcome.error}`);

@@ -1,3 +1,4 @@
+import { cliActor } from "../../engine/audit/actor.ts";
 import { resolveDatabase, type DatabaseTarget } from "../../engine/db/connect.ts";
 import { maskPassword } from "../../engine/db/pool.ts";
 import type { SchedulerHandle } from "../../engine/runner/options.ts";
@@ -27,7 +28,7 @@ one adopted), and stops with the node even if the node is killed.`,
     let exitCode = 0;
     try {
       // A node started from the CLI serves its dashboard and /metrics (127.0.0.1:9464 unless SCHEDULER_HTTP_ADDR says otherwise).
-      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM, http: true });
+      const prepared = await prepareScheduler({ logger: ctx.logger, platform: ctx.config.SCHEDULER_PLATFORM, http: true, actor: cliActor() });
       if (shutdown.isRequested()) return shutdown.exitCode();
       database = await resolveDatabase(ctx.config, ctx.logger, { role: "node", writes: "a node", primaryTimeoutMs: ctx.config.SCHEDULER_DB_GIVE_UP_MS });
       // Passwords stay out of logs; `db url` prints the URL with it.

@@ -5,6 +5,8 @@ import { runMigrations as runGraphileMigrations } from "graphile-worker";
 import { graphileLoggerFor, type Logger } from "../log.ts";
 import { SchedulerError } from "../errors.ts";
 import { adoptionReport, checkAdoptedTables, type AdoptionReport } from "./adoption.ts";
+import { applicationActor } from "../audit/actor.ts";
+import { recordAudit } from "../audit/trail.ts";
 import { grantRole, rememberedRoles } from "./grants.ts";
 import type { Pool, Queryable } from "./pool.ts";
 import { applyRepeatables, listRepeatables } from "./repeatables.ts";
@@ -82,9 +84,11 @@ export async function appliedGraphileMigration(db: Queryable): Promise<number | 
  * the packs' (`plan.dirs`), then their repeatable files (repeatables.ts): each pending file in its own transaction, under one advisory lock
  * so nodes starting together apply every file exactly once. Tables another application
  * created first are checked before anything is applied (checkAdoptedTables). Roles are
- * granted last: `runtimeRole` and `adminRole`, and every role granted before.
+ * granted last: `runtimeRole` and `adminRole`, and every role granted before. A migrate that
+ * changed something (a file applied, a table adopted, a role granted for the first time) is
+ * recorded in the audit trail under `actor`, once.
  */
-export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string } = {}): Promise<MigrateResult> {
+export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, options: { runtimeRole?: string; adminRole?: string; actor?: string } = {}): Promise<MigrateResult> {
   checkRoleOptions(plan, options);
   const migrations = listMigrations(plan.dirs);
   const client = await pool.connect();
@@ -137,13 +141,24 @@ export async function migrate(pool: Pool, logger: Logger, plan: SchemaPlan, opti
     // remembering to. Idempotent; nodes call migrate only when the schema is not current.
     // Under the lock: two GRANTs on one object at once can fail.
     roles = new Set<string>(await rememberedRoles(client));
+    const newRoles: string[] = [];
+    if (options.runtimeRole !== undefined && !roles.has(options.runtimeRole)) newRoles.push(options.runtimeRole);
     if (options.runtimeRole !== undefined) roles.add(options.runtimeRole);
     for (const role of roles) await grantRole(client, plan.grants, role, "runtime", logger);
     // Admin roles after runtime roles: a role moved from one kind to the other ends with its new rights.
     if (plan.adminGrants.length > 0) {
       adminRoles = new Set<string>(await rememberedRoles(client, "admin"));
+      if (options.adminRole !== undefined && !adminRoles.has(options.adminRole)) newRoles.push(options.adminRole);
       if (options.adminRole !== undefined) adminRoles.add(options.adminRole);
       for (const role of adminRoles) await grantRole(client, plan.adminGrants, role, "admin", logger);
+    }
+    if (applied.length > 0 || adopted.length > 0 || newRoles.length > 0) {
+      await recordAudit(client, {
+        actor: options.actor ?? applicationActor(),
+        action: "migrate",
+        target: (await client.query<{ db: string }>("select current_database() as db")).rows[0]!.db,
+        detail: { applied, adopted: adopted.map((report) => ({ table: report.table, added: report.added })), runtime_roles: [...roles], admin_roles: [...adminRoles], new_roles: newRoles },
+      });
     }
   } finally {
     await client.query("select pg_advisory_unlock($1)", [MIGRATION_LOCK]).catch(() => {});

@@ -53,7 +53,7 @@ function pgCode(error: unknown): string | undefined {
  * Makes sure the schema is current before a node runs: nothing to do when it is (no DDL);
  * otherwise migrates, and turns a lack of rights into the command the owner must run.
  */
-export async function ensureSchema(pool: Pool, logger: Logger, plan: SchemaPlan): Promise<void> {
+export async function ensureSchema(pool: Pool, logger: Logger, plan: SchemaPlan, actor: string): Promise<void> {
   let status: SchemaStatus | null = null;
   try {
     status = await schemaStatus(pool, plan);
@@ -66,7 +66,7 @@ export async function ensureSchema(pool: Pool, logger: Logger, plan: SchemaPlan)
     return;
   }
   try {
-    await migrate(pool, logger, plan);
+    await migrate(pool, logger, plan, { actor });
   } catch (error) {
     if (!isInsufficientPrivilege(error)) throw error;
     const { rows } = await pool.query<{ role: string }>("select current_user as role");

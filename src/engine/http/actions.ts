@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/pool.ts";
 import { SchedulerError } from "../errors.ts";
+import { dashboardActor } from "../audit/actor.ts";
 import { describeRun, pauseJob, queueManualRun, resolveJob, resumeJob, type TaskChecker } from "../runner/manual.ts";
 import { HttpProblem } from "./types.ts";
 
@@ -43,13 +44,14 @@ async function answering<T>(work: () => Promise<T>): Promise<T> {
 export function actionRoutes(context: ActionContext): Record<string, ActionHandler> {
   const { db, tasks, deadAfterMs } = context;
   const resolve = (body: Record<string, unknown>) => resolveJob(db, text(body, "job", 200, true)!, tasks, deadAfterMs);
-  const runNow = (dryRun: boolean) => (body: Record<string, unknown>) =>
+  const actor = (from: string) => dashboardActor(context.nodeId, from);
+  const runNow = (dryRun: boolean): ActionHandler => (body, from) =>
     answering(async () => {
       const job = await resolve(body);
       if (dryRun && !tasks.canDryRun(job.task)) {
         throw new HttpProblem(400, `'${job.name}' has no dry run: its task '${job.task}' takes no "enforce" field`, "dry runs are for jobs made with defineJob");
       }
-      const { jobId, request } = await queueManualRun(db, job, dryRun ? { enforce: false } : {}, tasks);
+      const { jobId, request } = await queueManualRun(db, job, dryRun ? { enforce: false } : {}, tasks, { actor: actor(from) });
       return { job_id: jobId, job_name: request.jobName, task: request.task, dry_run: dryRun, message: `queued ${dryRun ? "a dry run of " : ""}${describeRun(request)} as job ${jobId}` };
     });
   return {
@@ -59,13 +61,13 @@ export function actionRoutes(context: ActionContext): Record<string, ActionHandl
       answering(async () => {
         const job = await resolve(body);
         const reason = text(body, "reason", 500, false);
-        const paused = await pauseJob(db, job.name, reason, `dashboard on ${context.nodeId} (${from})`);
+        const paused = await pauseJob(db, job.name, reason, actor(from));
         return { job_name: job.name, paused, message: paused ? `paused ${job.name}` : `${job.name} was already paused` };
       }),
-    resume: (body) =>
+    resume: (body, from) =>
       answering(async () => {
         const job = await resolve(body);
-        const resumed = await resumeJob(db, job.name);
+        const resumed = await resumeJob(db, job.name, actor(from));
         return { job_name: job.name, resumed, message: resumed ? `resumed ${job.name}` : `${job.name} was not paused` };
       }),
   };

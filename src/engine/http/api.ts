@@ -2,6 +2,7 @@ import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
 import { listNodes } from "../cluster/list.ts";
 import { describeSchedule } from "../crontab/words.ts";
+import { auditApi } from "./audit.ts";
 import { HttpProblem, type ApiHandler } from "./types.ts";
 
 // JSON under /api/, read-only: one handler per endpoint, each one query (the dashboard's
@@ -59,6 +60,7 @@ export function apiRoutes(context: ApiContext): Record<string, ApiHandler> {
       return row;
     },
     nodes: async ({ query }) => listNodes(db, { deadAfterMs: context.deadAfterMs, all: query.get("all") === "true" }),
+    audit: auditApi(db),
   };
 }
 

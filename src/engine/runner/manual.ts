@@ -6,7 +6,8 @@ import { didYouMean } from "../suggest.ts";
 
 // What an operator does to a job by hand — run it now, pause it, resume it — with the same
 // checks whoever asks: the CLI (`run`, `pause`, `resume`) and the dashboard's actions. A
-// name is resolved against what the nodes published, so both see the same jobs.
+// name is resolved against what the nodes published, so both see the same jobs. Each change
+// is recorded in the audit trail, under `actor`, by the statement that makes it.
 
 const LIVE_NODES = readSql(import.meta.url, "live_nodes.sql");
 const PAUSED = "select job_name from scheduler.paused_jobs where job_name = any($1::text[])";
@@ -64,7 +65,7 @@ export async function queueManualRun(
   job: NamedJob,
   overrides: Record<string, unknown>,
   tasks: TaskChecker,
-  options: { needLiveNode?: boolean } = {},
+  options: { actor: string; needLiveNode?: boolean },
 ): Promise<{ jobId: string; lastRunId: string; request: RunRequest }> {
   const request = job.entry ? requestForEntry(job.entry, overrides) : requestForTask(job.name, overrides);
   const { nodes } = job;
@@ -88,17 +89,17 @@ export async function queueManualRun(
     const name = paused.rows[0]!.job_name;
     throw new SchedulerError("job_paused", `job '${name}' is paused; a run would be skipped`, { hint: `systemprompt-scheduler resume ${name}`, exitCode: 2 });
   }
-  return { ...(await enqueueRun(db, request)), request };
+  return { ...(await enqueueRun(db, request, { actor: options.actor, overrides })), request };
 }
 
 /** Pauses a task (every entry of it) or one entry on every node; false when it was paused already. */
-export async function pauseJob(db: Queryable, name: string, reason: string | null, pausedBy: string): Promise<boolean> {
-  const { rows } = await db.query<{ paused: boolean | null }>("select scheduler.pause_job($1, $2, $3) as paused", [name, reason, pausedBy]);
+export async function pauseJob(db: Queryable, name: string, reason: string | null, actor: string): Promise<boolean> {
+  const { rows } = await db.query<{ paused: boolean | null }>("select scheduler.pause_job($1, $2, $3) as paused", [name, reason, actor]);
   return Boolean(rows[0]?.paused);
 }
 
 /** Resumes a paused task or entry; false when it was not paused. */
-export async function resumeJob(db: Queryable, name: string): Promise<boolean> {
-  const { rows } = await db.query<{ resumed: boolean | null }>("select scheduler.resume_job($1) as resumed", [name]);
+export async function resumeJob(db: Queryable, name: string, actor: string): Promise<boolean> {
+  const { rows } = await db.query<{ resumed: boolean | null }>("select scheduler.resume_job($1, $2) as resumed", [name, actor]);
   return Boolean(rows[0]?.resumed);
 }

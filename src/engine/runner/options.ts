@@ -60,11 +60,19 @@ export interface SchedulerOptions {
   metricsCacheMs?: number;
   /** Extra graphile-worker `preset.worker` options (e.g. localQueue). */
   workerPreset?: Record<string, unknown>;
+  /**
+   * Who the audit trail (scheduler.audit) says ran a job by hand through `runJob`, or migrated
+   * the schema at start; default the application's package name (npm_package_name, else the
+   * nearest package.json above its main script), else "library".
+   */
+  actor?: string;
 }
 
 export interface RunJobOptions {
   wait?: boolean;
   timeoutMs?: number;
+  /** Who asks, for the audit trail (e.g. the application's user); default the `actor` option. */
+  actor?: string;
 }
 
 export interface QueuedRun {

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 import { checkClusterSettings, type ClusterSettings } from "../cluster/node.ts";
 import { newNodeId } from "../cluster/nodes.ts";
+import { applicationActor } from "../audit/actor.ts";
 import { httpToken as httpTokenSchema, loadEngineConfig, type EngineConfig } from "../config.ts";
 import { loadCrontab, type CrontabSource } from "../crontab/source.ts";
 import { zoneProblem } from "../crontab/zone.ts";
@@ -42,6 +43,8 @@ export interface PreparedScheduler {
   httpToken: string | null;
   /** Whether the address was asked for (option or SCHEDULER_HTTP_ADDR) rather than the default. */
   httpExplicit: boolean;
+  /** Who the audit trail says did what this node does on request (runJob, migrating at start). */
+  actor: string;
 }
 
 /** The task folder: given, else SCHEDULER_TASKS_DIR, else the first pack's; none for the engine alone. */
@@ -87,7 +90,8 @@ export async function prepareScheduler(options: SchedulerOptions = {}): Promise<
 
   const httpExplicit = typeof options.http === "string" || config.SCHEDULER_HTTP_ADDR !== undefined;
   const httpToken = httpTokenFor(options, config);
-  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken };
+  const actor = options.actor ?? applicationActor();
+  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken, actor };
 }
 
 /**

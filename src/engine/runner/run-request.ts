@@ -66,14 +66,17 @@ export function parsePayloadOption(text: string | undefined): Record<string, unk
 
 // With a job key, add_job may hand back an existing job (one waiting for its retry, say),
 // whose earlier attempts have history rows already: `last_run_id` is the newest of them, read
-// in the same statement, so a caller waiting for this run's outcome skips them.
+// in the same statement, so a caller waiting for this run's outcome skips them. A run asked
+// for by someone ($8, the actor) is recorded in the audit trail by the same statement; a
+// node's own (bootstrap jobs) is not.
 const ADD_JOB = `
 with added as (
   select id from graphile_worker.add_job(
     $1, $2::json,
     queue_name => $3, max_attempts => $4, job_key => $5, job_key_mode => $6, priority => $7)
 )
-select added.id, (select coalesce(max(r.id), 0) from scheduler.job_runs r where r.job_id = added.id) as last_run_id
+select added.id, (select coalesce(max(r.id), 0) from scheduler.job_runs r where r.job_id = added.id) as last_run_id,
+       case when $8::text is not null then scheduler.audit_record($8, 'run', $9, jsonb_build_object('job_id', added.id) || $10::jsonb) end as audit_id
 from added`;
 
 export interface EnqueuedRun {
@@ -83,10 +86,14 @@ export interface EnqueuedRun {
   lastRunId: string;
 }
 
-/** Queues the run. */
-export async function enqueueRun(db: Queryable, request: RunRequest): Promise<EnqueuedRun> {
+/**
+ * Queues the run. With `askedBy` (someone ran it by hand), the same statement records it in
+ * the audit trail: the job, its task, the fields given over the entry's payload, dry run or not.
+ */
+export async function enqueueRun(db: Queryable, request: RunRequest, askedBy?: { actor: string; overrides: Record<string, unknown> }): Promise<EnqueuedRun> {
   // `_schedule` makes the wrapper record the run under the entry's identifier.
   const payload = request.jobName === request.task ? request.fields : { ...request.fields, _schedule: request.jobName };
+  const detail = askedBy ? { task: request.task, payload: askedBy.overrides, dry_run: request.fields.enforce === false } : {};
   const { rows } = await db.query<{ id: string; last_run_id: string }>(ADD_JOB, [
     request.task,
     JSON.stringify(payload),
@@ -95,6 +102,9 @@ export async function enqueueRun(db: Queryable, request: RunRequest): Promise<En
     request.jobKey,
     request.jobKeyMode,
     request.priority ?? 0,
+    askedBy?.actor ?? null,
+    request.jobName,
+    JSON.stringify(detail),
   ]);
   return { jobId: rows[0]!.id, lastRunId: rows[0]!.last_run_id };
 }

@@ -14,6 +14,7 @@ import { graphileLoggerFor } from "../log.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
+import { pruneAudit } from "../audit/trail.ts";
 import { pruneRuns } from "../history/runs.ts";
 import { waitForRun } from "../history/wait.ts";
 import { applicationNameFor, publishNodeTasks, recordCrontabState } from "../cluster/nodes.ts";
@@ -49,7 +50,7 @@ const version = (JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json
  * that needs no database. Signals are the caller's business: call stop().
  */
 export async function launchScheduler(prepared: PreparedScheduler): Promise<SchedulerHandle> {
-  const { options, config, log, host, nodeId, events, cancelJobs, tasks, crontab, bootstrapJobs, packs } = prepared;
+  const { options, config, log, host, nodeId, events, cancelJobs, tasks, crontab, bootstrapJobs, packs, actor } = prepared;
   const connectionString = options.connectionString ?? config.DATABASE_URL;
   if (!options.pool && !connectionString) {
     throw new SchedulerError("no_database", "startScheduler needs a pool or a connection string", { hint: "pass { pool } or { connectionString }, or set DATABASE_URL", exitCode: 2 });
@@ -69,7 +70,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   try {
     // Before any job is taken: a transaction-mode pooler would let a node run one job and die.
     await requireSessionConnection(connector, options.pool ? "the application's pool" : connector.target, { waitMs: prepared.cluster.giveUpMs, logger: log });
-    await ensureSchema(pool, log, schemaPlanOf(packs));
+    await ensureSchema(pool, log, schemaPlanOf(packs), actor);
   } catch (error) {
     if (ownsPool) await pool.end();
     throw error;
@@ -151,9 +152,12 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     timers.push(timer);
   };
   const retentionDays = prepared.cluster.retentionDays;
+  // The audit trail is kept as long as the history.
   const prune = async () => {
     const removed = await pruneRuns(pool, retentionDays);
     if (removed > 0) log.info({ removed, retentionDays }, "pruned old run history");
+    const audited = await pruneAudit(pool, retentionDays);
+    if (audited > 0) log.info({ removed: audited, retentionDays }, "pruned old audit rows");
   };
   every(3_600_000, "history pruning", prune);
   prune().catch((error: unknown) => log.warn({ err: error }, "history pruning failed"));
@@ -300,7 +304,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
       const request = entry ? requestForEntry(entryForRun(entry), payload) : requestForTask(name, payload);
       const problem = tasks.checkPayload(request.task, request.fields);
       if (problem) throw new SchedulerError("invalid_payload", problem, { exitCode: 2 });
-      const { jobId, lastRunId } = await enqueueRun(pool, request);
+      const { jobId, lastRunId } = await enqueueRun(pool, request, { actor: runOptions.actor ?? actor, overrides: payload });
       const queued = { jobId, jobName: request.jobName, task: request.task };
       if (!runOptions.wait) return queued;
       return { ...queued, run: await waitForRun(pool, jobId, lastRunId, runOptions.timeoutMs ?? 600_000) };

@@ -1,10 +1,12 @@
 import type { Queryable } from "../../engine/db/pool.ts";
 import { readSql } from "../../engine/db/sql-file.ts";
 import { repeatInBatches } from "../../engine/db/batch.ts";
+import { applicationActor } from "../../engine/audit/actor.ts";
 
 // The ban policy as seen from TypeScript. The policy itself is one SQL function,
 // scheduler.ban_ips (sql/003_security.sql), used by both security jobs inside their own
-// statements and by the CLI through scheduler.ban_ip; this module only calls it.
+// statements and by the CLI through scheduler.ban_ip; this module only calls it. A manual
+// ban or unban records itself in the audit trail (scheduler.audit) under `actor`.
 
 const banIpSql = readSql(import.meta.url, "ban_ip.sql");
 const listBansSql = readSql(import.meta.url, "list_bans.sql");
@@ -43,17 +45,19 @@ export interface ManualBan {
   durationSeconds: number | null;
   permanent: boolean;
   source?: string;
+  /** Who bans, for the audit trail; default the application's package name, else "library". */
+  actor?: string;
 }
 
 /** A manual ban: the duration as given (no escalation); lengthens an active ban, never shortens one. */
 export async function banIp(db: Queryable, ban: ManualBan): Promise<BanResult> {
-  const { rows } = await db.query<BanResult>(banIpSql, [ban.ip, ban.reason, ban.permanent ? null : ban.durationSeconds, ban.permanent, ban.source ?? "manual"]);
+  const { rows } = await db.query<BanResult>(banIpSql, [ban.ip, ban.reason, ban.permanent ? null : ban.durationSeconds, ban.permanent, ban.source ?? "manual", ban.actor ?? applicationActor()]);
   return rows[0]!;
 }
 
 /** Lifts a ban; `forget` also clears the address's offence history. True when anything was removed. */
-export async function unbanIp(db: Queryable, ip: string, forget = false): Promise<boolean> {
-  const { rows } = await db.query<{ removed: boolean }>("select scheduler.unban_ip($1, $2) as removed", [ip, forget]);
+export async function unbanIp(db: Queryable, ip: string, forget = false, actor: string = applicationActor()): Promise<boolean> {
+  const { rows } = await db.query<{ removed: boolean }>("select scheduler.unban_ip($1, $2, $3) as removed", [ip, forget, actor]);
   return rows[0]?.removed === true;
 }
 

@@ -1,5 +1,6 @@
 // Registering and changing services: what people (the CLI) and the platform write.
-// The reconciler of each host reads these rows; a trigger wakes it on every change.
+// The reconciler of each host reads these rows; a trigger wakes it on every change. Every
+// change is recorded in the audit trail (scheduler.audit) by the statement that makes it.
 import { readSql } from "../../engine/db/sql-file.ts";
 import type { Queryable } from "../../engine/db/pool.ts";
 import { SchedulerError } from "../../engine/errors.ts";
@@ -8,6 +9,7 @@ import { MODULE_NAMES, type DesiredStatus, type ModuleName } from "./types.ts";
 
 const sql = {
   insert: readSql(import.meta.url, "insert_service.sql"),
+  setDesired: readSql(import.meta.url, "set_desired.sql"),
   list: readSql(import.meta.url, "list_services.sql"),
   deleteDisabled: readSql(import.meta.url, "delete_disabled.sql"),
 };
@@ -42,11 +44,11 @@ export function validateDefinition(definition: ServiceDefinition, protectedPorts
 }
 
 /** Inserts a service, or with `replace` rewrites an existing one; false when it exists and `replace` is off. */
-export async function saveService(db: Queryable, definition: ServiceDefinition, replace: boolean): Promise<{ saved: boolean; inserted: boolean }> {
+export async function saveService(db: Queryable, definition: ServiceDefinition, replace: boolean, actor: string): Promise<{ saved: boolean; inserted: boolean }> {
   try {
     const { rows } = await db.query<{ inserted: boolean }>(sql.insert, [
       definition.name, definition.module, definition.host, definition.command, definition.args,
-      definition.cwd, JSON.stringify(definition.env), definition.port, definition.desired, replace,
+      definition.cwd, JSON.stringify(definition.env), definition.port, definition.desired, replace, actor,
     ]);
     return { saved: rows.length > 0, inserted: rows[0]?.inserted === true };
   } catch (error) {
@@ -60,8 +62,15 @@ export async function saveService(db: Queryable, definition: ServiceDefinition, 
   }
 }
 
-export async function setDesired(db: Queryable, name: string, desired: DesiredStatus): Promise<{ host: string } | null> {
-  const { rows } = await db.query<{ host: string }>("update services set desired_status = $2 where name = $1 returning host", [name, desired]);
+/** Who changes a service's desired state, and as what (services.enable, .disable, .stop, with what else to record). */
+export interface DesiredChange {
+  actor: string;
+  action: string;
+  detail?: Record<string, unknown>;
+}
+
+export async function setDesired(db: Queryable, name: string, desired: DesiredStatus, change: DesiredChange): Promise<{ host: string } | null> {
+  const { rows } = await db.query<{ host: string }>(sql.setDesired, [name, desired, change.actor, change.action, JSON.stringify(change.detail ?? {})]);
   return rows[0] ?? null;
 }
 

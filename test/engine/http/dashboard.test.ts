@@ -155,6 +155,11 @@ describe("dashboard in headless Chromium", () => {
     const hosts = await q<{ host: string; n: number }>("select host, count(*)::int as n from services group by host order by host");
     for (const { host, n } of hosts) assert.equal(await page.locator(`#panel-services tbody[data-group="${host}"] tr:not(.group)`).count(), n, `services of ${host}`);
     assert.equal(await page.locator('#panel-services tbody[data-group="web-1"] [data-field="status"]').allInnerTexts().then((texts) => texts.sort().join()), "crashed,running");
+    // The Audit panel: the latest 20 rows of the trail, newest first (the seeded pause, the runs asked for above).
+    const audit = await q<{ id: string; action: string }>("select id, action from scheduler.audit order by at desc, id desc limit 20");
+    assert.deepEqual(await page.locator("#audit tbody tr[data-audit]").evaluateAll((rows) => rows.map((row) => row.getAttribute("data-audit"))), audit.map((row) => String(row.id)));
+    assert.ok(audit.some((row) => row.action === "pause") && audit.some((row) => row.action === "run"));
+    assert.equal(await page.locator('#audit tr[data-audit] [data-field="actor"]').filter({ hasText: "ops@example" }).count(), 1, "who paused, as the pause said");
     const active = (await q<{ n: number }>("select count(*)::int as n from banned_ips where is_permanent or expires_at is null or expires_at > now()"))[0]!.n;
     assert.equal(await page.locator('#panel-bans .chip[data-label="active"] strong').innerText(), String(active));
     assert.equal(await page.locator("#panel-bans tbody tr:not(.empty)").count(), active);
@@ -222,6 +227,12 @@ describe("dashboard in headless Chromium", () => {
     await page.click("#pause-confirm");
     await until(notice(page), /^paused database_cleanup$/);
     await until(row.locator('[data-field="pause_reason"]'), "maintenance window");
+    // The Audit panel shows the pause first, with who made it from where.
+    const latest = page.locator("#audit tbody tr[data-audit]").first();
+    await until(latest.locator('[data-field="action"]'), /^pause$/);
+    assert.equal(await latest.locator('[data-field="target"]').innerText(), "database_cleanup");
+    assert.match(await latest.locator('[data-field="actor"]').innerText(), /^dashboard on dash-token \((::ffff:)?127\.0\.0\.1\)$/);
+    assert.match(await latest.locator('[data-field="detail"]').innerText(), /^reason=maintenance window$/);
     const [paused] = await q<{ enabled: boolean; pause_reason: string; paused_by: string }>("select enabled, pause_reason, paused_by from scheduled_jobs where job_name = 'database_cleanup'");
     assert.equal(paused!.enabled, false);
     assert.equal(paused!.pause_reason, "maintenance window");

@@ -89,6 +89,24 @@ function nodeRow(node) {
   );
 }
 
+/** A row of the audit trail: who changed what by hand, with the database role it used. */
+function auditRow(row) {
+  const detail = Object.entries(row.detail ?? {})
+    .filter(([, value]) => value !== null && value !== undefined)
+    .map(([key, value]) => `${key}=${typeof value === "object" ? JSON.stringify(value) : value}`)
+    .join(" ");
+  return el(
+    "tr",
+    { "data-audit": row.id },
+    cell("when", "at", when(row.at)),
+    cell("action", "action", el("strong", { text: row.action })),
+    cell("target", "target", row.target ?? "–"),
+    cell("by", "actor", el("span", { class: "small", text: row.actor })),
+    cell("role", "db_role", el("span", { class: "small", text: row.db_role })),
+    cell("detail", "detail", el("span", { class: "small", title: detail, text: clip(detail, 160) })),
+  );
+}
+
 function valueCell(column, value) {
   if (value === null || value === undefined || value === "") return cell(column.label, column.key, el("span", { class: "muted", text: "–" }));
   if (column.kind === "time") return cell(column.label, column.key, when(value));
@@ -134,7 +152,7 @@ async function refresh() {
   const jobFilter = $("runs-job").value;
   const statusFilter = $("runs-status").value;
   const query = new URLSearchParams({ limit: "50", ...(jobFilter ? { job: jobFilter } : {}), ...(statusFilter ? { status: statusFilter } : {}) });
-  const [dashboard, schedules, runs, nodes] = await Promise.all([get("/api/dashboard"), get("/api/schedules"), get(`/api/runs?${query}`), get("/api/nodes")]);
+  const [dashboard, schedules, runs, nodes, audit] = await Promise.all([get("/api/dashboard"), get("/api/schedules"), get(`/api/runs?${query}`), get("/api/nodes"), get("/api/audit?limit=20")]);
   if (mine !== latestRefresh) return;
   info = dashboard;
   $("node").textContent = `node ${info.node_id} on ${info.host} · version ${info.version}`;
@@ -152,6 +170,7 @@ async function refresh() {
   $("crontab-banner").textContent = rejected
     .map((node) => `crontab rejected at ${new Date(node.crontab_rejected_at).toISOString().replace("T", " ").replace(/\.\d+Z$/, " UTC")} on ${node.node_id}: ${node.crontab_error}; the previous schedule is in force`)
     .join("\n");
+  fill(document.querySelector("#audit tbody"), audit.map(auditRow), "nothing changed by hand yet");
   const panels = await Promise.all(info.panels.map(async (panel) => packPanel(panel, await get(`/api/${panel.api}`))));
   if (mine !== latestRefresh) return;
   $("pack-panels").replaceChildren(...panels);
