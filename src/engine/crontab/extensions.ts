@@ -22,7 +22,7 @@ const OVERLAPS: readonly OverlapPolicy[] = ["queue_one", "skip", "allow"];
 const PERIODS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 /** A jitter of a day or more would move a daily run to another day: surely a mistake. */
 export const MAX_JITTER_MS = 86_400_000;
-/** A schedule is late once its due tick is older than this (issue 12): `?grace=` changes it. */
+/** A schedule is late once its due tick is older than this (docs/schedules.md, "Late and missed ticks"): `?grace=` changes it. */
 export const DEFAULT_GRACE_MS = 60_000;
 
 /** A duration in graphile-worker's `fill=` syntax (`30s`, `5m`, `1h30m`), or null. */

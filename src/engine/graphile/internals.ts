@@ -31,7 +31,7 @@ import { SchedulerError } from "../errors.ts";
 //   ran as its returnJobs does (locked_by/locked_at null, attempts - 1, the queue row
 //   unlocked when the pool holds it); which jobs the node holds comes from jobsHeldBy below.
 //
-// Zoned crontab lines, overlap and jitter (issue 13) rely on its cron loop: an item's `match`
+// Zoned crontab lines, overlap and jitter (docs/schedules.md) rely on its cron loop: an item's `match`
 // is called with a digest of each UTC minute, live and in backfill (cronMatcherByInstant), and
 // the job objects of `cron:schedule`/`cron:backfill` are the ones it writes (delayCronJobs).
 

@@ -1,4 +1,4 @@
-// The decision table of SPEC §6, as data: desired status × runtime status → action.
+// The reconciler's decision table (docs/services.md), as data: desired status × runtime status → action.
 // Pure: no clock, no database, no processes.
 import type { DesiredStatus, Policy, RuntimeStatus, ServiceAction } from "./types.ts";
 

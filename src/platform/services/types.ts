@@ -4,7 +4,7 @@
 export const DESIRED_STATUSES = ["enabled", "disabled"] as const;
 export type DesiredStatus = (typeof DESIRED_STATUSES)[number];
 
-/** What the process table and the port say about a service right now (SPEC §6). */
+/** What the process table and the port say about a service right now (docs/services.md). */
 export const RUNTIME_STATUSES = ["running", "starting", "stopped", "crashed", "orphaned"] as const;
 export type RuntimeStatus = (typeof RUNTIME_STATUSES)[number];
 

@@ -11,7 +11,7 @@ import { runCliProcess } from "../../helpers/cli.ts";
 import { testLogger, useTestDatabase } from "../../helpers/db.ts";
 import { eventually } from "../../helpers/wait.ts";
 
-// Late and missed ticks (issue 12): a schedule is late while a tick of it has waited longer
+// Late and missed ticks: a schedule is late while a tick of it has waited longer
 // than its grace with no run started for it or a later one; a tick nobody queued (every node
 // down, fill= not reaching back) is recorded once as a 'missed' history row, by whichever node's
 // cron resumes the entry (sql/engine/021).

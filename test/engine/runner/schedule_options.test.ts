@@ -14,7 +14,7 @@ import { startScheduler, type SchedulerOptions } from "../../../src/scheduler.ts
 import { testLogger, useTestDatabase } from "../../helpers/db.ts";
 import { eventually } from "../../helpers/wait.ts";
 
-// The per-entry options of issue 13 on a running node: `?tz=` (published with a right
+// The per-entry options (tz, overlap, jitter) on a running node: `?tz=` (published with a right
 // next_run, an unknown zone refused on reload with the old schedule kept), `?overlap=`
 // (skip records the tick as skipped; allow only for jobs whose runs may overlap) and
 // `?jitter=` (the tick's job is due tick + a delay every node agrees on, recorded in the run).

@@ -34,7 +34,7 @@ const observe = (row: ServiceRow, processes: ProcessTable, portOpen: boolean) =>
 const policy: Policy = { ...DEFAULT_POLICY, backoffBaseMs: 1000, backoffMaxMs: 300_000, maxRapidFailures: 3 };
 const ctx = { now: NOW, policy, protectedPorts: new Set([5432]) };
 
-describe("decision table (SPEC §6): one test per cell", () => {
+describe("decision table (docs/services.md): one test per cell", () => {
   const cells = [
     ["enabled", "running", "none"],
     ["enabled", "starting", "none"],

@@ -9,7 +9,7 @@
 -- a second run from penalising twice there is scheduler.penalised_fingerprints: a fingerprint
 -- penalised at a last_seen_at is skipped until its last_seen_at moves past it. Without a
 -- watermark (first run, or deleted to analyse again from scratch) that memory is ignored.
--- Rules, in order (SPEC §3): penalties of all matching rules add up, the first match names the
+-- Rules, in order (docs/jobs.md, behavioral_analysis): penalties of all matching rules add up, the first match names the
 -- flag_reason, and the low-reputation rule reads the score from before this run.
 with settings as (
   select * from jsonb_to_record($1::jsonb) as s(

@@ -19,7 +19,7 @@ export const LATE_COMMIT_MARGIN_MINUTES = 60;
 const count = (max: number) => z.number().int().min(0).max(max);
 const penalty = count(100);
 
-// Defaults are the original's rules (SPEC §3); each rule can be switched off or re-tuned per run.
+// Defaults are the rules docs/jobs.md lists; each rule can be switched off or re-tuned per run.
 const payload = {
   windowMinutes: z.number().int().min(1).max(7 * 24 * 60).default(60),
   rules: z

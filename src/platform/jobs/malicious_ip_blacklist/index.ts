@@ -9,7 +9,7 @@ export const detectSql = readSql(import.meta.url, "detect.sql");
 
 const minSessions = (fallback: number) => z.number().int().min(1).max(2_000_000_000).default(fallback);
 
-// Defaults are the original's rules (SPEC §3). The datacenter ranges and high-risk countries
+// Defaults are the rules docs/jobs.md lists. The datacenter ranges and high-risk countries
 // live in scheduler.datacenter_ranges / scheduler.high_risk_countries; a payload can add to
 // them for one run.
 const payload = {
