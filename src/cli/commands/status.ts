@@ -1,5 +1,8 @@
+import { readSql } from "../../engine/db/sql-file.ts";
 import type { Command } from "../command.ts";
 import { formatCell, renderTable, toJson } from "../table.ts";
+
+const START_DELAY = readSql(import.meta.url, "start_delay.sql");
 
 export const statusCommand: Command = {
   name: "status",
@@ -36,7 +39,10 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
        where r.details->>'stuck' = 'true' and n.stopped_at is null and n.dead_at is null order by r.id`,
     );
     if (args.values.json) {
-      ctx.print(toJson({ jobs: rows, liveNodes: nodes.rows, stuckRuns: stuck.rows }));
+      // Tick precision (start minus tick, jitter excluded) over each schedule's last 100 ticks.
+      const delays = new Map((await pool.query<{ job_name: string; p99_ms: number; ticks: number }>(START_DELAY)).rows.map((row) => [row.job_name, row]));
+      const jobs = rows.map((row) => ({ ...row, start_delay_p99_ms: delays.get(row.job_name)?.p99_ms ?? null, start_delay_ticks: delays.get(row.job_name)?.ticks ?? 0 }));
+      ctx.print(toJson({ jobs, liveNodes: nodes.rows, stuckRuns: stuck.rows }));
       return 0;
     }
     // First: the schedule below is not what the crontab file on disk says.

@@ -9,6 +9,8 @@ import type { MissedHere } from "./cluster-metrics.ts";
 
 const DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600];
 const LATENESS_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900];
+/** Tick precision: 5 ms to 5 minutes. */
+const START_DELAY_BUCKETS = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
 interface RunEvent {
   jobName: string;
@@ -16,6 +18,7 @@ interface RunEvent {
   durationMs?: number;
   scheduledFor?: Date | null;
   startedAt?: string | null;
+  jitterMs?: number | null;
 }
 
 export interface NodeMetrics {
@@ -49,6 +52,13 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     buckets: LATENESS_BUCKETS,
     registers: [registry],
   });
+  const startDelay = new Histogram({
+    name: "scheduler_job_start_delay_seconds",
+    help: "A scheduled run's start minus its tick, without the delay ?jitter= gave it (the scheduler's own precision), on this node",
+    labelNames: ["job"] as const,
+    buckets: START_DELAY_BUCKETS,
+    registers: [registry],
+  });
   const stuck = new Gauge({
     name: "scheduler_job_runs_stuck",
     help: "Runs on this node past their timeout whose function has not returned: each holds a worker and its task's lock (recorded failed at the deadline)",
@@ -79,7 +89,9 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   const onStart = (event: RunEvent) => {
     if (!event.scheduledFor || !event.startedAt) return;
     const late = (Date.parse(event.startedAt) - event.scheduledFor.getTime()) / 1000;
-    if (Number.isFinite(late)) lateness.observe({ job: event.jobName }, Math.max(0, late));
+    if (!Number.isFinite(late)) return;
+    lateness.observe({ job: event.jobName }, Math.max(0, late));
+    startDelay.observe({ job: event.jobName }, Math.max(0, late - (event.jitterMs ?? 0) / 1000));
   };
   const finished = (status: string) => (event: RunEvent) => {
     runs.inc({ job: event.jobName, task: event.task, status });

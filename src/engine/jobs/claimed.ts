@@ -53,6 +53,6 @@ export function beginClaimedRun(
   const run = claim.run!;
   const stopShowingRunning = showRunningAfterAWhile(db, run, (error) => logger.warn({ error: errorMessage(error) }, "could not show the run as running"));
   // scheduledFor and startedAt (database time) give the run's lateness (src/engine/http/node-metrics.ts).
-  runtime.events.emit("job:start", { ...base, runId: run.id, scheduledFor: run.scheduledFor, startedAt: run.startedAt });
+  runtime.events.emit("job:start", { ...base, runId: run.id, scheduledFor: run.scheduledFor, startedAt: run.startedAt, jitterMs: run.jitterMs ?? null });
   return { run, stopShowingRunning };
 }

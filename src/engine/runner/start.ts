@@ -83,6 +83,9 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   const metrics: SchedulerMetrics | null = prepared.http
     ? schedulerMetrics({ db: pool, events, packs, nodeId, deadAfterMs: prepared.cluster.deadAfterMs, logger: log, cacheMs: options.metricsCacheMs })
     : null;
+  // Every loaded task's success and failed series exist at 0 from the start, not only the
+  // crontab's: a job run outside the crontab shows its first failure in increase() too.
+  metrics?.node.scheduled([...tasks.names()].map((task) => ({ job: task, task })));
 
   // Shared with the heartbeat, which registers the node again after it was pruned.
   const registration = { nodeId, host, version, applicationName: applicationNameFor(nodeId), tasks: [...tasks.names()].sort() };
@@ -176,6 +179,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     if (names.join() === publishedTasks) return;
     registration.tasks = names;
     await publishNodeTasks(pool, nodeId, names);
+    metrics?.node.scheduled(names.map((task) => ({ job: task, task })));
     publishedTasks = names.join();
   };
   const crontabPollMs = options.crontabPollMs ?? config.SCHEDULER_CRONTAB_POLL_MS;

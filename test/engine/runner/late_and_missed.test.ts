@@ -149,6 +149,14 @@ describe("missed ticks: recorded once, where graphile-worker's cron jumps over t
       recordedHere += Number(/^scheduler_job_runs_total\{job="every_minute",task="tick",status="missed"\} (\d+)$/m.exec(text)?.[1] ?? 0);
     }
     assert.equal(recordedHere, missed.length, "node-local: summed over the nodes, each missed tick counts once");
+    // Tick precision: every run's start minus its tick, observed by the node that ran it.
+    const observed = scrapes.reduce((sum, text) => sum + Number(/^scheduler_job_start_delay_seconds_count\{job="every_minute"\} (\d+)$/m.exec(text)?.[1] ?? 0), 0);
+    assert.ok(observed >= 3, `${observed} start delays observed`);
+    const status = JSON.parse((await runCliProcess(["status", "--json"], { DATABASE_URL: db.connectionString })).stdout) as { jobs: { job_name: string; start_delay_p99_ms: number | null; start_delay_ticks: number }[] };
+    const precision = status.jobs.find((job) => job.job_name === "every_minute")!;
+    assert.equal(precision.start_delay_ticks, ran.length, "over the ticks that ran (missed ones have no start)");
+    // The backfilled ticks started minutes after theirs.
+    assert.ok(typeof precision.start_delay_p99_ms === "number" && precision.start_delay_p99_ms >= MINUTE, JSON.stringify(precision));
 
     const history = await runCliProcess(["history", "every_minute", "--limit", "50"], { DATABASE_URL: db.connectionString });
     assert.equal(history.code, 0, history.stderr);
