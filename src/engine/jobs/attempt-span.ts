@@ -35,7 +35,7 @@ export async function traceAttempt<T>(
     [ATTR.operationType]: "process",
     // graphile-worker hands a job to the task of its identifier: that is where it was sent.
     [ATTR.destination]: task,
-    [ATTR.messageId]: helpers.job.id,
+    [ATTR.messageId]: String(helpers.job.id),
     [ATTR.clientId]: nodeId,
     [ATTR.job]: jobName,
     [ATTR.task]: task,

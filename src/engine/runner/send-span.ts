@@ -24,7 +24,7 @@ export async function withSendSpan<T extends { jobId: string }>(
   });
   try {
     const sent = await withSpan(span, () => send(creationContext(context.active())));
-    span.setAttribute(ATTR.messageId, sent.jobId);
+    span.setAttribute(ATTR.messageId, String(sent.jobId));
     return sent;
   } catch (error) {
     recordFailure(span, error);
