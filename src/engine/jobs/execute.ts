@@ -4,14 +4,15 @@ import type { Queryable } from "../db/pool.ts";
 import { errorMessage, PermanentJobError, SchedulerError, stackOf } from "../errors.ts";
 import { deferLockedJob, makeAttemptFinal, markCompletedInRun } from "../graphile/internals.ts";
 import { claimRun, markReturned, recordOutcome, recordSuccessAndFinish, releaseRunLock, releaseRunLockSurely, type Claim, type RunStart } from "../history/runs.ts";
+import { traceAttempt, type AttemptSpan } from "./attempt-span.ts";
 import { beginClaimedRun, overlapSkip } from "./claimed.ts";
 import type { DefinedJob } from "./types.ts";
-import { describePayloadErrors, splitPayload } from "./payload.ts";
+import { describePayloadErrors, splitPayload, type SplitPayload } from "./payload.ts";
 import type { JobRuntime } from "./runtime.ts";
 
 // The one wrapper every defined job runs through: payload validation, pause check, one
 // run at a time per task across all nodes, a timeout that cancels the job's SQL, a
-// history row, logs and events.
+// history row, logs, events and a trace span.
 
 /**
  * Thrown when another run holds the job's lock: graphile-worker then puts the job back in
@@ -36,8 +37,13 @@ function formatMs(ms: number): string {
 }
 
 export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helpers: JobHelpers, runtime: JobRuntime): Promise<void> {
-  const { fields, scheduledFor, schedule, overlap, jitterMs } = splitPayload(rawPayload);
-  const jobName = schedule ?? job.name;
+  const split = splitPayload(rawPayload);
+  const jobName = split.schedule ?? job.name;
+  await traceAttempt(job.name, jobName, split, helpers, runtime.nodeId, (span) => runAttempt(job, split, jobName, helpers, runtime, span));
+}
+
+async function runAttempt(job: DefinedJob, split: SplitPayload, jobName: string, helpers: JobHelpers, runtime: JobRuntime, span: AttemptSpan): Promise<void> {
+  const { fields, scheduledFor, overlap, jitterMs } = split;
   const logger = runtime.logger.child({ job: jobName, task: job.name, jobId: helpers.job.id, attempt: helpers.job.attempts });
   const base = { jobName, task: job.name, jobId: helpers.job.id, nodeId: runtime.nodeId };
   const runStart = { ...base, attempt: helpers.job.attempts, scheduledFor, jitterMs };
@@ -48,6 +54,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
   if (!parsed.success) {
     const message = describePayloadErrors(jobName, parsed.error);
     const runId = await recordOutcome(helpers, { ...runStart, dryRun: false, payload: fields, id: null, startedAt: null }, { status: "failed", error: message });
+    span.annotate({ runId });
     // Retrying cannot fix a payload: make this attempt the last one.
     await makeAttemptFinal(helpers);
     logger.error({ error: message }, "job failed permanently: invalid payload");
@@ -55,6 +62,7 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
     throw new PermanentJobError(message);
   }
   const payload = parsed.data as Record<string, unknown> & { enforce: boolean };
+  span.annotate({ dryRun: !payload.enforce });
   const lockKey = job.exclusive ? `systemprompt-scheduler:job:${job.name}` : null;
 
   await helpers.withPgClient(async (client) => {
@@ -65,13 +73,15 @@ export async function runDefinedJob(job: DefinedJob, rawPayload: unknown, helper
       const skipped = await overlapSkip(client, claim, start, job.exclusive ? { task: job.name } : { jobName }, scheduledFor, logger, runtime, base);
       if (skipped) {
         if (claim.locked) await releaseRunLock(client, lockKey);
+        span.skipped("overlap");
         return;
       }
     }
     const begun = beginClaimedRun(claim, helpers, logger, runtime, base);
-    if (!begun) return;
+    if (!begun) return span.skipped("paused");
     const { run, stopShowingRunning } = begun;
     const runId = run.id!;
+    span.annotate({ runId });
     const controller = new AbortController();
     const cancel = (reason: SchedulerError) => {
       if (controller.signal.aborted) return;

@@ -2,8 +2,10 @@ import type { z } from "zod";
 
 // A job's payload as graphile-worker hands it over: the job's own fields plus the reserved
 // keys that graphile-worker's cron (`_cron`) and our crontab loader add: `_schedule` (the
-// entry), `_overlap` (its `?overlap=skip`), `_jitter_max_ms` (its `?jitter=`) and `_jitter_ms`
-// (the delay this tick was given, see src/engine/runner/jitter.ts).
+// entry), `_overlap` (its `?overlap=skip`), `_jitter_max_ms` (its `?jitter=`), `_jitter_ms`
+// (the delay this tick was given, see src/engine/runner/jitter.ts) and `_trace` (the creation
+// context of whoever queued the run, see src/engine/tracing.ts). No job sees `_trace`, not even
+// a plain task function, and no history row stores it.
 
 export interface SplitPayload {
   fields: unknown;
@@ -15,13 +17,18 @@ export interface SplitPayload {
   overlap: "skip" | null;
   /** How long after its tick this run was held back by the entry's `?jitter=`. */
   jitterMs: number | null;
+  /** `_trace` as stored: the creation context of whoever queued the run (checked when read). */
+  trace: unknown;
+  /** The payload as queued, less `_trace`: what a plain task function is handed and its history row stores. */
+  queued: unknown;
 }
 
 export function splitPayload(raw: unknown): SplitPayload {
-  const none = { scheduledFor: null, schedule: null, overlap: null, jitterMs: null };
+  const none = { scheduledFor: null, schedule: null, overlap: null, jitterMs: null, trace: null, queued: raw };
   if (raw === null || raw === undefined) return { fields: {}, ...none };
   if (typeof raw !== "object" || Array.isArray(raw)) return { fields: raw, ...none };
-  const { _cron, _schedule, _overlap, _jitter_max_ms: _max, _jitter_ms, ...fields } = raw as {
+  const { _trace, ...queued } = raw as Record<string, unknown>;
+  const { _cron, _schedule, _overlap, _jitter_max_ms: _max, _jitter_ms, ...fields } = queued as {
     _cron?: { ts?: string };
     _schedule?: unknown;
     _overlap?: unknown;
@@ -31,6 +38,8 @@ export function splitPayload(raw: unknown): SplitPayload {
   const scheduledFor = _cron?.ts ? new Date(_cron.ts) : null;
   return {
     fields,
+    trace: _trace ?? null,
+    queued: _trace === undefined ? raw : queued,
     scheduledFor,
     schedule: typeof _schedule === "string" ? _schedule : null,
     overlap: _overlap === "skip" ? "skip" : null,

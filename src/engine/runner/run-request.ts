@@ -1,5 +1,6 @@
 import type { Queryable } from "../db/pool.ts";
 import { SchedulerError } from "../errors.ts";
+import { withSendSpan } from "./send-span.ts";
 
 // A request to run a job now, from the CLI (`run NAME`), the library (`runJob`) or a node's
 // bootstrap. NAME is a crontab entry's identifier or a task. An entry is a unit of its own:
@@ -87,26 +88,33 @@ export interface EnqueuedRun {
 }
 
 /**
- * Queues the run. With `askedBy` (someone ran it by hand), the same statement records it in
- * the audit trail: the job, its task, the fields given over the entry's payload, dry run or not.
+ * Queues the run, inside a trace span whose context the run's attempts link to (send-span.ts).
+ * With `askedBy` (someone ran it by hand), the same statement records it in the audit trail:
+ * the job, its task, the fields given over the entry's payload, dry run or not.
  */
 export async function enqueueRun(db: Queryable, request: RunRequest, askedBy?: { actor: string; overrides: Record<string, unknown> }): Promise<EnqueuedRun> {
-  // `_schedule` makes the wrapper record the run under the entry's identifier.
-  const payload = request.jobName === request.task ? request.fields : { ...request.fields, _schedule: request.jobName };
-  const detail = askedBy ? { task: request.task, payload: askedBy.overrides, dry_run: request.fields.enforce === false } : {};
-  const { rows } = await db.query<{ id: string; last_run_id: string }>(ADD_JOB, [
-    request.task,
-    JSON.stringify(payload),
-    request.queue,
-    request.maxAttempts,
-    request.jobKey,
-    request.jobKeyMode,
-    request.priority ?? 0,
-    askedBy?.actor ?? null,
-    request.jobName,
-    JSON.stringify(detail),
-  ]);
-  return { jobId: rows[0]!.id, lastRunId: rows[0]!.last_run_id };
+  return withSendSpan(request, async (creation) => {
+    // `_schedule` makes the wrapper record the run under the entry's identifier.
+    const payload = {
+      ...request.fields,
+      ...(request.jobName === request.task ? {} : { _schedule: request.jobName }),
+      ...(creation ? { _trace: creation } : {}),
+    };
+    const detail = askedBy ? { task: request.task, payload: askedBy.overrides, dry_run: request.fields.enforce === false } : {};
+    const { rows } = await db.query<{ id: string; last_run_id: string }>(ADD_JOB, [
+      request.task,
+      JSON.stringify(payload),
+      request.queue,
+      request.maxAttempts,
+      request.jobKey,
+      request.jobKeyMode,
+      request.priority ?? 0,
+      askedBy?.actor ?? null,
+      request.jobName,
+      JSON.stringify(detail),
+    ]);
+    return { jobId: rows[0]!.id, lastRunId: rows[0]!.last_run_id };
+  });
 }
 
 /** The run-relevant part of a crontab entry a node holds. */
