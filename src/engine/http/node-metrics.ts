@@ -1,5 +1,5 @@
 import type { EventEmitter } from "node:events";
-import { Counter, Histogram, type Registry } from "prom-client";
+import { Counter, Gauge, Histogram, type Registry } from "prom-client";
 import type { Queryable } from "../db/pool.ts";
 import type { Rescue } from "../cluster/rescue.ts";
 import type { MissedHere } from "./cluster-metrics.ts";
@@ -25,6 +25,8 @@ export interface NodeMetrics {
   missedRecorded(missed: MissedHere[]): void;
   /** The schedules in the database: their success and failed counters start at 0. */
   scheduled(schedules: { job: string; task: string }[]): void;
+  /** This node's clock skew as its heartbeat last measured it (cluster/clock.ts). */
+  clockSkew(skewMs: number): void;
   stop(): void;
 }
 
@@ -52,6 +54,11 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   const rescues = new Counter({
     name: "scheduler_rescues_total",
     help: "Dead nodes this node declared dead and rescued",
+    registers: [registry],
+  });
+  const skew = new Gauge({
+    name: "scheduler_node_clock_skew_seconds",
+    help: "This node's clock minus the database's (positive: ahead), measured by its heartbeat; its cron ticks follow the database's clock",
     registers: [registry],
   });
 
@@ -90,6 +97,9 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     // success and failed series at 0 lets the alert rules (ops/prometheus) see its first failures.
     scheduled(schedules) {
       for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ job, task, status }, 0);
+    },
+    clockSkew(skewMs) {
+      skew.set(skewMs / 1000);
     },
     stop() {
       events.off("job:start", onStart);

@@ -94,6 +94,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     runEvents: events,
     ...prepared.cluster,
     onRescue: metrics ? (rescue) => void metrics.node.rescued(rescue).catch((error: unknown) => log.warn({ err: error }, "counting a rescue's abandoned runs failed")) : undefined,
+    onClockSkew: metrics ? (skewMs) => metrics.node.clockSkew(skewMs) : undefined,
   });
   await publishSchedules(pool, entries, nodeId);
 
