@@ -5,6 +5,7 @@ import { startNodeSession, type NodeSession } from "../db/node-session.ts";
 import { isReadOnlyError } from "../db/server-role.ts";
 import { errorMessage } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { readClocks, type DatabaseClock } from "./clock.ts";
 import type { DatabaseHealth } from "./health.ts";
 import { heartbeatNode, primarySince, registerNode, takeLivenessLock, type NodeRegistration } from "./nodes.ts";
 
@@ -13,7 +14,9 @@ import { heartbeatNode, primarySince, registerNode, takeLivenessLock, type NodeR
 // live node. It is a chain of timeouts (a late beat never piles up) and the judge of whether
 // the database is there at all (DatabaseHealth). A beat is also the session's liveness check:
 // a statement every interval, with a timeout, so a silently dead socket is noticed within
-// seconds, not after the kernel's retransmission timeout (about 15 minutes).
+// seconds, not after the kernel's retransmission timeout (about 15 minutes). And a beat is a
+// measurement of this node's clock against the database's (cluster/clock.ts), recorded with
+// the next beat.
 
 /** The node's session's time-out for connecting and for statements other than the beat. */
 const SESSION_TIMEOUT_MS = 10_000;
@@ -30,12 +33,14 @@ export function startHeartbeat(options: {
   intervalMs: number;
   health: DatabaseHealth;
   logger: Logger;
+  /** Measured by every beat; its skew is recorded in scheduler.nodes. */
+  clock: DatabaseClock;
   /** Called after a beat that found other nodes quiet (missed a beat): time for a rescue pass. */
   onQuietNodes?(count: number): void;
   /** The session reconnected to a server that became the primary since the last one (a failover). */
   onNewPrimary?(): void;
 }): Heartbeat {
-  const { connector, node, intervalMs, health, logger } = options;
+  const { connector, node, intervalMs, health, logger, clock } = options;
   // A beat that hangs (server frozen, network black hole) counts as a failure well before
   // other nodes would declare this one dead.
   const timeoutMs = Math.max(1000, intervalMs * 2);
@@ -85,7 +90,9 @@ export function startHeartbeat(options: {
     // A beat that takes longer than this says nothing good about the session.
     const timed: Queryable = { query: (text, values) => client.query({ text, values, query_timeout: timeoutMs } as pg.QueryConfig) };
     try {
-      const verdict = await heartbeatNode(timed, node.nodeId, intervalMs);
+      const sent = readClocks();
+      const verdict = await heartbeatNode(timed, node.nodeId, intervalMs, clock.skewMs());
+      if (verdict !== "unknown") clock.record(sent, verdict.databaseClockMs, readClocks());
       if (verdict === "unknown") {
         logger.warn("this node's registration was missing (pruned, or lost in a failover?); registering again");
         await registerNode(timed, node);

@@ -17,6 +17,8 @@ export interface NodeRow {
   rescued_by: string | null;
   stopped_at: Date | null;
   worker_pool_id: string | null;
+  /** The node's clock minus the database's, as its heartbeat measured it (ms; positive: ahead); null before its first measurement. */
+  clock_skew_ms: number | null;
   /** graphile-worker jobs locked by the node's worker pool. */
   running_jobs: number;
   /** Its history rows still marked running. */

@@ -20,6 +20,7 @@ select
   n.worker_pool_id,
   n.crontab_rejected_at,
   n.crontab_error,
+  n.clock_skew_ms,
   (select count(*) from graphile_worker.jobs j where j.locked_by = n.worker_pool_id)::int as running_jobs,
   (select count(*) from scheduler.job_runs r where r.node_id = n.node_id and r.status = 'running')::int as running_runs
 from scheduler.nodes n

@@ -5,6 +5,7 @@ import type { Connector } from "../db/connector.ts";
 import { sessionQueries, type NodeSession } from "../db/node-session.ts";
 import { errorMessage, SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
+import { databaseClock, measureClock, type DatabaseClock } from "./clock.ts";
 import { DatabaseHealth } from "./health.ts";
 import { startHeartbeat, type Heartbeat } from "./heartbeat.ts";
 import { announceJobs, jobsHeldBy, type FinishedJobs, type HeldQueue } from "../graphile/internals.ts";
@@ -16,6 +17,9 @@ import { startRescueLoop, type Rescue, type RescueLoop } from "./rescue.ts";
 // A scheduler node's place in the cluster: registration, its heartbeat on a dedicated
 // connection, the rescue loop, a pool that waits out database outages, and a clean release
 // on shutdown. src/runner/start.ts wires this beside graphile-worker's runner.
+
+/** Round trips measuring the clock at start (the median of them is the first estimate). */
+const INITIAL_CLOCK_MEASUREMENTS = 3;
 
 export interface ClusterSettings {
   heartbeatMs: number;
@@ -40,6 +44,8 @@ export interface ClusterNodeOptions extends ClusterSettings {
   /** The runner's job events (job:success / job:failed with runId), to close runs whose outcome was lost. */
   runEvents?: EventEmitter;
   onRescue?(rescue: Rescue): void;
+  /** Each new estimate of this node's clock skew (ms, positive: ahead of the database's). */
+  onClockSkew?(skewMs: number): void;
 }
 
 export interface ClusterNode {
@@ -50,6 +56,8 @@ export interface ClusterNode {
   /** Rejects when the node must stop: database gone for good, or the worker pool failed. */
   failure: Promise<never>;
   health: DatabaseHealth;
+  /** The database's clock, measured at start and by every heartbeat: the node's cron follows it. */
+  clock: DatabaseClock;
   /** The node's own session: liveness lock, heartbeat, and every LISTEN (db/node-session.ts). */
   session: NodeSession;
   /** Releases the node (call once its worker has stopped) and stops heartbeat and rescue. */
@@ -111,6 +119,14 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   }
 
   await registerNode(pool, node);
+  // Measured before the node queues any tick: a few round trips on one connection.
+  const clock = databaseClock({ logger, onSkew: options.onClockSkew });
+  const client = await pool.connect();
+  try {
+    for (let i = 0; i < INITIAL_CLOCK_MEASUREMENTS; i++) await measureClock(client, clock);
+  } finally {
+    client.release();
+  }
   // Assigned below; the heartbeat's first beat comes after a connect, never synchronously.
   let rescue: RescueLoop | null = null;
   heartbeat = startHeartbeat({
@@ -119,6 +135,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
     intervalMs: options.heartbeatMs,
     health,
     logger,
+    clock,
     onQuietNodes: () => rescue?.wake(),
     onNewPrimary() {
       logger.info("the database has a new primary (a failover): checking for jobs this node locked on the old one");
@@ -187,6 +204,7 @@ export async function startClusterNode(options: ClusterNodeOptions): Promise<Clu
   return {
     graphilePlugin,
     health,
+    clock,
     session,
     failure,
     watchWorker(events) {

@@ -29,7 +29,7 @@ const PUBLISH_TASKS = "update scheduler.nodes set tasks = $2 where node_id = $1"
 
 const RECORD_WORKER_POOL = "update scheduler.nodes set worker_pool_id = $2 where node_id = $1";
 
-const HEARTBEAT = "select was_dead_at, was_dead_by, quiet_nodes from scheduler.node_beat($1, make_interval(secs => $2::float8 / 1000))";
+const HEARTBEAT = "select was_dead_at, was_dead_by, quiet_nodes, database_clock_ms from scheduler.node_beat($1, make_interval(secs => $2::float8 / 1000), $3::int)";
 
 const RELEASE = "select jobs_released, runs_abandoned from scheduler.release_node($1)";
 
@@ -89,14 +89,24 @@ export async function recordWorkerPool(db: Queryable, nodeId: string, workerPool
   await db.query(RECORD_WORKER_POOL, [nodeId, workerPoolId]);
 }
 
-/** `quietNodes`: other nodes that have missed a beat (silent longer than `quietAfterMs`): candidates for rescue. */
-export type HeartbeatVerdict = "unknown" | { deadAt: Date | null; deadBy: string | null; quietNodes: number };
+/**
+ * `quietNodes`: other nodes that have missed a beat (silent longer than `quietAfterMs`): candidates for rescue.
+ * `databaseClockMs`: the database's clock_timestamp() during the beat (a clock measurement, cluster/clock.ts).
+ */
+export type HeartbeatVerdict = "unknown" | { deadAt: Date | null; deadBy: string | null; quietNodes: number; databaseClockMs: number };
 
-/** Beats; says whether the node had been declared dead meanwhile, or is unknown, and how many other nodes are quiet. */
-export async function heartbeatNode(db: Queryable, nodeId: string, quietAfterMs: number): Promise<HeartbeatVerdict> {
-  const { rows } = await db.query<{ was_dead_at: Date | null; was_dead_by: string | null; quiet_nodes: number }>(HEARTBEAT, [nodeId, quietAfterMs]);
+/**
+ * Beats, recording the node's clock skew as last measured (null: keep the one recorded); says
+ * whether the node had been declared dead meanwhile, or is unknown, and how many other nodes are quiet.
+ */
+export async function heartbeatNode(db: Queryable, nodeId: string, quietAfterMs: number, clockSkewMs: number | null = null): Promise<HeartbeatVerdict> {
+  const { rows } = await db.query<{ was_dead_at: Date | null; was_dead_by: string | null; quiet_nodes: number; database_clock_ms: number }>(HEARTBEAT, [
+    nodeId,
+    quietAfterMs,
+    clockSkewMs === null ? null : Math.round(clockSkewMs),
+  ]);
   const row = rows[0];
-  return row ? { deadAt: row.was_dead_at, deadBy: row.was_dead_by, quietNodes: row.quiet_nodes } : "unknown";
+  return row ? { deadAt: row.was_dead_at, deadBy: row.was_dead_by, quietNodes: row.quiet_nodes, databaseClockMs: row.database_clock_ms } : "unknown";
 }
 
 /** Clean shutdown, once the worker has stopped: frees what the node's pool still holds. */

@@ -187,9 +187,9 @@ function explainBadLine(line: string, lineNumber: number, message: string): stri
 }
 
 /**
- * A zoned line fires by its zone's wall clock (match.ts) through graphile-worker's own cron:
- * its matcher is swapped for one that decides by the UTC instant. UTC lines keep
- * graphile-worker's matcher untouched.
+ * A zoned line fires by its zone's wall clock (match.ts) through the node's cron loop
+ * (cron-loop.ts, graphile-worker's own loop on the database's clock): its matcher is swapped
+ * for one that decides by the UTC instant. UTC lines keep graphile-worker's matcher untouched.
  */
 function zoned(item: ParsedCronItem, fields: CronFields, schedule: string, zone: string, clock?: () => number): ParsedCronItem {
   if (zone === "UTC") return item;

@@ -26,8 +26,8 @@ function digest(text: string): string {
 
 /**
  * Polls the crontab file (editors replace files, which fs.watch misses) and swaps the
- * entries of graphile-worker's live cron list in place: its cron loop reads that array
- * every minute, so a change applies from the next tick without touching running jobs.
+ * entries of the node's live cron list in place: its cron loop (cron-loop.ts) reads that
+ * array every minute, so a change applies from the next tick without touching running jobs.
  * A bad edit is logged and the previous schedule stays; a rejected text is checked again
  * on every poll, so a line naming a task file that appears later is taken once it does.
  * `beforeCheck` runs first on every poll (the runner loads new task files there).

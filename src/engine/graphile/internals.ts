@@ -27,20 +27,26 @@ import { SchedulerError } from "../errors.ts";
 // - sql/engine/021: a trigger on _private_known_crontabs records missed ticks; it relies on
 //   its cron advancing last_execution to each tick it queues, in order, by an upsert (tested
 //   end to end in test/engine/runner/late_and_missed.test.ts with its real cron and backfill).
+// - crontab/cron-loop.ts and its SQL: the node's cron is graphile-worker's cron loop run on
+//   the database's clock (graphile-worker's own is given no entries). It keeps its
+//   bookkeeping (_private_known_crontabs, read at start, upserted per tick, add_job with the
+//   entry's job key), its job objects (makeJobForItem) and its `cron:*` events.
 // - sql/engine/023: scheduler.release_lost_jobs returns jobs the node's pool locked but never
 //   ran as its returnJobs does (locked_by/locked_at null, attempts - 1, the queue row
 //   unlocked when the pool holds it); which jobs the node holds comes from jobsHeldBy below.
 //
-// Zoned crontab lines, overlap and jitter (docs/schedules.md) rely on its cron loop: an item's `match`
-// is called with a digest of each UTC minute, live and in backfill (cronMatcherByInstant), and
-// the job objects of `cron:schedule`/`cron:backfill` are the ones it writes (delayCronJobs).
+// Zoned crontab lines, overlap and jitter (docs/schedules.md) rely on its cron loop's contract, which the node's
+// loop (crontab/cron-loop.ts) keeps: an item's `match` is called with a digest of each UTC
+// minute, live and in backfill (cronMatcherByInstant), and the job objects of
+// `cron:schedule`/`cron:backfill` are the ones it writes (delayCronJobs).
 
 /**
  * graphile-worker's prepared statement names (`<name>/<schema>`) whose statements are
  * idempotent bookkeeping (complete, fail, return a job; clear stale locks; the cron tick,
- * guarded by known_crontabs), so the patient pool may re-send them on a fresh connection.
+ * guarded by known_crontabs, and the node's own, `cron_tick`: crontab/cron-loop.ts), so the
+ * patient pool may re-send them on a fresh connection.
  */
-export const IDEMPOTENT_STATEMENT = /^(complete_job|complete_job_q|complete_jobs|fail_job|fail_job_q|fail_jobs|return_job|return_job_q|clear_stale_locks|clear_stale_locksN|cron|cronN)\//;
+export const IDEMPOTENT_STATEMENT = /^(complete_job|complete_job_q|complete_jobs|fail_job|fail_job_q|fail_jobs|return_job|return_job_q|clear_stale_locks|clear_stale_locksN|cron|cronN|cron_tick)\//;
 
 /** graphile-worker's completion statements (sql/completeJobs.js): the job ids are their first value. */
 const COMPLETION_STATEMENT = /^(complete_job|complete_job_q|complete_jobs)\//;
@@ -144,7 +150,8 @@ export function instantOfDigest(digest: TimestampDigest, now: number): number | 
 
 /**
  * A cron matcher for graphile-worker that decides by the UTC instant instead of its digest:
- * how zoned crontab lines fire through graphile-worker's own cron loop and backfill, and so
+ * how zoned crontab lines fire through graphile-worker's cron loop and backfill (the node's
+ * copy of it, crontab/cron-loop.ts, calls `match` the same way), and so
  * keep its exactly-once scheduling across nodes (the `_private_known_crontabs` row lock is
  * taken per identifier and UTC minute, whatever decided that the minute fires).
  * `parsedCronMatch` is kept so cronFieldsOf still reads the fields as written.
@@ -194,8 +201,9 @@ export function delayCronJobs(
 }
 
 /**
- * Replaces the cron items of a running graphile-worker in place: its cron loop reads the
- * array it was given at `run()` on every tick, so the change applies from the next minute.
+ * Replaces the cron items of a running cron loop in place: graphile-worker's reads the array
+ * it was given at `run()` on every tick, and so does the node's (crontab/cron-loop.ts), so the
+ * change applies from the next minute.
  */
 export function replaceLiveCronItems(live: ParsedCronItem[], next: ParsedCronItem[]): void {
   live.splice(0, live.length, ...next);

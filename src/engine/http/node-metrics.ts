@@ -28,6 +28,8 @@ export interface NodeMetrics {
   missedRecorded(missed: MissedHere[]): void;
   /** The schedules in the database: their success and failed counters start at 0. */
   scheduled(schedules: { job: string; task: string }[]): void;
+  /** This node's clock skew as its heartbeat last measured it (cluster/clock.ts). */
+  clockSkew(skewMs: number): void;
   stop(): void;
 }
 
@@ -85,6 +87,11 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     help: "Dead nodes this node declared dead and rescued",
     registers: [registry],
   });
+  const skew = new Gauge({
+    name: "scheduler_node_clock_skew_seconds",
+    help: "This node's clock minus the database's (positive: ahead), measured by its heartbeat; its cron ticks follow the database's clock",
+    registers: [registry],
+  });
 
   const onStart = (event: RunEvent) => {
     if (!event.scheduledFor || !event.startedAt) return;
@@ -136,6 +143,9 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     // success and failed series at 0 lets the alert rules (ops/prometheus) see its first failures.
     scheduled(schedules) {
       for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ job, task, status }, 0);
+    },
+    clockSkew(skewMs) {
+      skew.set(skewMs / 1000);
     },
     stop() {
       events.off("job:start", onStart);

@@ -6,8 +6,9 @@ import { delayCronJobs } from "../graphile/internals.ts";
 // payload as `_jitter_max_ms`): graphile-worker writes the job due at tick + delay. Idle
 // workers poll rarely (SCHEDULER_POLL_INTERVAL_MS) and nothing announces that a job has
 // become due, so the node wakes one of its workers then; every node does, whichever wrote it.
+// The job is due by the database's clock (`now`: cluster/clock.ts), not this machine's.
 
-export function holdJitteredTicks(events: WorkerEvents, workerPool: () => WorkerPool | undefined): { stop(): void } {
+export function holdJitteredTicks(events: WorkerEvents, workerPool: () => WorkerPool | undefined, now: () => number = Date.now): { stop(): void } {
   const timers = new Set<NodeJS.Timeout>();
   const hook = delayCronJobs(
     events,
@@ -19,7 +20,7 @@ export function holdJitteredTicks(events: WorkerEvents, workerPool: () => Worker
       const timer = setTimeout(() => {
         timers.delete(timer);
         workerPool()?.nudge(1);
-      }, Math.max(0, dueAt - Date.now()) + 50);
+      }, Math.max(0, dueAt - now()) + 50);
       timer.unref();
       timers.add(timer);
     },

@@ -11,6 +11,7 @@ import { requireSessionConnection } from "../db/session-check.ts";
 import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
 import { graphileLoggerFor } from "../log.ts";
+import { startCronLoop } from "../crontab/cron-loop.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
 import { publishSchedules } from "../crontab/sync.ts";
 import { watchCrontab, type CrontabWatcher } from "../crontab/watch.ts";
@@ -99,6 +100,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     runEvents: events,
     ...prepared.cluster,
     onRescue: metrics ? (rescue) => void metrics.node.rescued(rescue).catch((error: unknown) => log.warn({ err: error }, "counting a rescue's abandoned runs failed")) : undefined,
+    onClockSkew: metrics ? (skewMs) => metrics.node.clockSkew(skewMs) : undefined,
   });
   await publishSchedules(pool, entries, nodeId);
 
@@ -109,7 +111,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   });
   cluster.watchWorker(workerEvents);
   const wakeups = wakeIdleWorkers({ events: workerEvents, workerPool: () => workerPool, concurrency, db: pool, logger: log });
-  const jitter = holdJitteredTicks(workerEvents, () => workerPool);
+  const jitter = holdJitteredTicks(workerEvents, () => workerPool, cluster.clock.now);
   const pollIntervalMs = options.pollIntervalMs ?? config.SCHEDULER_POLL_INTERVAL_MS;
   const poller = pollForWorkers({ events: workerEvents, workerPool: () => workerPool, intervalMs: pollIntervalMs });
 
@@ -137,8 +139,11 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
       },
     },
     tasks.taskList,
-    liveItems,
+    // graphile-worker's cron runs on this machine's clock: the node runs its loop instead, on
+    // the database's (crontab/cron-loop.ts), with the same bookkeeping.
+    [],
   );
+  const cron = startCronLoop({ pool, items: liveItems, now: cluster.clock.reached, events: workerEvents as unknown as EventEmitter, logger: log });
 
   await queueBootstrapJobs(pool, bootstrapJobs, nodeId, log);
 
@@ -222,8 +227,12 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
       wakeups.stop();
       poller.stop();
       jitter.stop();
+      // Beside the worker's shutdown, as graphile-worker stops its own cron: a tick being
+      // queued while the database is away waits no longer than the worker's statements do.
+      const cronStopped = cron.stop();
       for (const timer of timers) clearInterval(timer);
       await drainWorker({ runner, workerPool: () => workerPool, cancelJobs, graceMs: shutdownGraceMs, hurry: hurry.signal, db: pool, nodeId, logger: log });
+      await cronStopped;
       for (const loop of packLoops.reverse()) await loop.stop().catch((error: unknown) => log.error({ err: error }, "stopping a node loop failed"));
       await cluster.stop();
       if (ownsPool) await pool.end();

@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { describe, it } from "node:test";
 import pg from "pg";
+import { databaseClock } from "../../../src/engine/cluster/clock.ts";
 import { DatabaseHealth } from "../../../src/engine/cluster/health.ts";
 import { isConnectionError } from "../../../src/engine/db/connection-errors.ts";
 import { startHeartbeat } from "../../../src/engine/cluster/heartbeat.ts";
@@ -41,17 +42,24 @@ const terminate = (applicationName: string) =>
   db.pool.query("select count(*) filter (where pg_terminate_backend(pid))::int as n from pg_stat_activity where application_name = $1", [applicationName]);
 
 describe("heartbeat connection", () => {
-  it("beats on its own connection, reconnects when that connection is terminated, and reports the outage", async () => {
+  it("beats on its own connection, reconnects when that connection is terminated, and reports the outage; each beat measures the clock", async () => {
     const node = { nodeId: "hb-node", host: "h", version: "t", applicationName: "sps-node test hb" };
     await registerNode(db.pool, node);
     const { state } = health();
-    const beat = startHeartbeat({ connector: createConnector(db.connectionString), node, intervalMs: 100, health: state, logger: testLogger });
+    const clock = databaseClock({ logger: testLogger });
+    const beat = startHeartbeat({ connector: createConnector(db.connectionString), node, intervalMs: 100, health: state, logger: testLogger, clock });
     const lastBeat = async () => (await db.pool.query("select last_heartbeat_at from scheduler.nodes where node_id = 'hb-node'")).rows[0].last_heartbeat_at as Date;
     try {
       await eventually(async () => (await terminate(node.applicationName)).rows[0].n === 1, { what: "the heartbeat connection to exist" });
       const afterKill = new Date();
       await eventually(async () => (await lastBeat()) > afterKill, { timeoutMs: 5000, what: "a heartbeat after the connection was terminated" });
       assert.equal(state.downSince, null, "healthy again");
+      // The same machine's clock: a skew of a few ms at most, recorded by the beat after the measurement.
+      const { clock_skew_ms: recorded } = await eventually(async () => {
+        const row = (await db.pool.query<{ clock_skew_ms: number | null }>("select clock_skew_ms from scheduler.nodes where node_id = 'hb-node'")).rows[0]!;
+        return row.clock_skew_ms !== null && row;
+      }, { what: "a recorded clock skew" });
+      assert.ok(Math.abs(recorded!) < 50 && Math.abs(clock.skewMs()!) < 50, `skew ${recorded} ms recorded, ${clock.skewMs()} ms measured`);
     } finally {
       await beat.stop();
     }
@@ -64,7 +72,7 @@ describe("heartbeat connection", () => {
     const { state, givenUp } = health({ giveUpMs: 1000, target: createConnector(unreachable).target });
     const started = Date.now();
     const node = { nodeId: "lost", host: "h", version: "t", applicationName: "x" };
-    const beat = startHeartbeat({ connector: createConnector(unreachable), node, intervalMs: 100, health: state, logger: testLogger });
+    const beat = startHeartbeat({ connector: createConnector(unreachable), node, intervalMs: 100, health: state, logger: testLogger, clock: databaseClock({ logger: testLogger }) });
     await eventually(async () => givenUp.length === 1, { timeoutMs: 5000, what: "the heartbeat to give up" });
     await beat.stop();
     assert.ok(Date.now() - started >= 1000);

@@ -220,6 +220,22 @@ describe("cluster registry and rescue (SQL)", () => {
     assert.ok(itself !== "unknown" && itself.quietNodes === 0, "a node never counts itself, and its beat makes it not quiet");
   });
 
+  it("a beat records the clock skew it is given (keeps the last when given none) and returns the database's clock", async () => {
+    await node("skewed");
+    const skewOf = async () => (await q("select clock_skew_ms from scheduler.nodes where node_id = 'skewed'")).rows[0].clock_skew_ms as number | null;
+    assert.equal(await skewOf(), null, "not measured yet");
+    const { rows } = await q("select (extract(epoch from clock_timestamp()) * 1000)::float8 as before_ms");
+    const verdict = await heartbeatNode(db.pool, "skewed", 5000, 99_876.4);
+    const { rows: after } = await q("select (extract(epoch from clock_timestamp()) * 1000)::float8 as after_ms");
+    assert.ok(verdict !== "unknown");
+    assert.ok(verdict.databaseClockMs >= rows[0].before_ms && verdict.databaseClockMs <= after[0].after_ms, "the database's clock during the beat");
+    assert.equal(await skewOf(), 99_876);
+    // A node of the previous version beats as it did: two arguments, three columns.
+    const old = await q("select was_dead_at, was_dead_by, quiet_nodes from scheduler.node_beat('skewed', interval '5 seconds')");
+    assert.equal(old.rowCount, 1);
+    assert.equal(await skewOf(), 99_876, "a beat without a measurement keeps the last one");
+  });
+
   it("release_node frees what a stopping node's pool still holds and marks it stopped", async () => {
     await node("leaving", { pool: "pool-leaving" });
     const job = await lockedJob("pool-leaving", "q-leaving");
@@ -291,12 +307,14 @@ describe("nodes command", () => {
     assert.deepEqual(rows.map((r) => [r.node_id, r.state, r.running_jobs, r.pid]), [["alive-1", "alive", 2, 4242], ["silent-1", "dead", 0, 4242]]);
     assert.ok(rows[1]!.silent_ms >= 119_000);
     printed.length = 0;
-    // "alive-1 … N ms ago": its heartbeat must be under a second old when the table is printed.
-    await q("update scheduler.nodes set last_heartbeat_at = now() where node_id = 'alive-1'");
+    // "alive-1 … N ms ago": its heartbeat must be under a second old when the table is printed;
+    // the beat records its clock as 100.24 s behind the database's.
+    await heartbeatNode(db.pool, "alive-1", 5000, -100_240);
     await nodesCommand.run(ctx, { values: { all: true }, positionals: [] });
     const table = printed.join("\n");
-    assert.match(table, /NODE\s+HOST\s+PID\s+STARTED\s+LAST HEARTBEAT\s+STATE\s+RUNNING JOBS/);
-    assert.match(table, /alive-1\s+h-alive-1\s+4242\s+\d{4}-\d\d-\d\dT\S+Z\s+\d+ ms ago\s+alive\s+2/);
+    assert.match(table, /NODE\s+HOST\s+PID\s+STARTED\s+LAST HEARTBEAT\s+STATE\s+RUNNING JOBS\s+CLOCK\s+RESCUED BY/);
+    assert.match(table, /alive-1\s+h-alive-1\s+4242\s+\d{4}-\d\d-\d\dT\S+Z\s+\d+ ms ago\s+alive\s+2\s+-100\.2 s\s/);
+    assert.match(table, /silent-1 .* 0\s+-\s+-/, "a node that never measured its clock: -");
     assert.match(table, /silent-1 .* 2 min ago\s+dead \(rescue pending\)/);
     assert.match(table, /gone-1 .* stopped/);
     assert.match(table, /1 alive, 2 not alive/);

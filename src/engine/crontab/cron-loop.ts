@@ -1,0 +1,175 @@
+import type { EventEmitter } from "node:events";
+import type { CronJob, JobAndCronIdentifier, ParsedCronItem, TimestampDigest } from "graphile-worker";
+import type pg from "pg";
+import { backoffMs } from "../db/connection-errors.ts";
+import { readSql } from "../db/sql-file.ts";
+import { errorMessage } from "../errors.ts";
+import type { Logger } from "../log.ts";
+
+// The node's cron: graphile-worker 0.18's cron loop (its src/cron.ts), run on the database's
+// clock instead of this machine's. graphile-worker's loop reads Date.now() and takes no other
+// time source, so a node whose clock is 100 s behind started every tick 100 s late (and the
+// schedule was flagged LATE each time), and one ahead queued them early. The bookkeeping is
+// graphile-worker's own, unchanged: a `_private_known_crontabs` row per entry, advanced to
+// each tick by an upsert that exactly one node wins, and add_job with the entry's job key
+// (queue_tick.sql); so these nodes, older ones and stock graphile-worker processes share the
+// ticks, each once. Backfill (`?fill=`), zoned entries (their `match` decides by the instant)
+// and jitter (delayCronJobs, on `cron:schedule` and `cron:backfill`, emitted here as
+// graphile-worker emits them) behave as under graphile-worker's loop; so do missed ticks
+// (sql/engine/021: its trigger watches those upserts).
+
+const KNOWN_CRONTABS = readSql(import.meta.url, "known_crontabs.sql");
+const KNOW_CRONTABS = readSql(import.meta.url, "know_crontabs.sql");
+const QUEUE_TICK = readSql(import.meta.url, "queue_tick.sql");
+/** Named like graphile-worker's bookkeeping statements, which the patient pool may re-send (graphile/internals.ts). */
+const QUEUE_TICK_STATEMENT = "cron_tick/scheduler";
+
+const MINUTE = 60_000;
+/** graphile-worker's cron retries as long as it runs, at most a minute apart. */
+const RETRY_CAP_MS = 60_000;
+
+export interface CronLoop {
+  /** Stops the loop; resolves once a tick being queued is written. */
+  stop(): Promise<void>;
+}
+
+export interface CronLoopOptions {
+  pool: pg.Pool;
+  /** The live crontab: read on every tick, so an edit applies from the next minute (crontab/watch.ts). */
+  items: ParsedCronItem[];
+  /** A time the database's clock has surely reached (epoch ms): cluster/clock.ts, `reached`. */
+  now(): number;
+  /** graphile-worker's events: `cron:backfill`, `cron:schedule` and `cron:scheduled`, with the job objects written. */
+  events: EventEmitter;
+  logger: Logger;
+}
+
+interface KnownCrontab {
+  identifier: string;
+  known_since: Date;
+  last_execution: Date | null;
+}
+
+/** What graphile-worker's cron matches an item against: the tick's UTC fields. */
+export function digestOf(tickMs: number): TimestampDigest {
+  const at = new Date(tickMs);
+  return { min: at.getUTCMinutes(), hour: at.getUTCHours(), date: at.getUTCDate(), month: at.getUTCMonth() + 1, dow: at.getUTCDay() };
+}
+
+/** The job of an item's tick, as graphile-worker's cron builds it (makeJobForItem). */
+function jobFor(item: ParsedCronItem, tickMs: number, backfilled: boolean): CronJob {
+  const ts = new Date(tickMs).toISOString();
+  return {
+    task: item.task,
+    payload: { ...item.payload, _cron: { ts, backfilled } },
+    queueName: item.options.queueName,
+    runAt: ts,
+    maxAttempts: item.options.maxAttempts,
+    jobKey: item.options.jobKey,
+    jobKeyMode: item.options.jobKeyMode,
+    priority: item.options.priority,
+  };
+}
+
+const ceilMinute = (ms: number) => Math.ceil(ms / MINUTE) * MINUTE;
+
+/** Queues the jobs of tick `tickMs`, once across nodes; `due: false` when the database's clock has not reached it yet. */
+export async function queueTick(pool: pg.Pool, jobs: JobAndCronIdentifier[], tickMs: number): Promise<{ due: boolean; queued: number; dueInMs: number }> {
+  const { rows } = await pool.query<{ due: boolean; queued: number; due_in_ms: number }>({
+    name: QUEUE_TICK_STATEMENT,
+    text: QUEUE_TICK,
+    values: [JSON.stringify(jobs), new Date(tickMs).toISOString()],
+  });
+  const row = rows[0]!;
+  return { due: row.due, queued: row.queued, dueInMs: row.due_in_ms };
+}
+
+export function startCronLoop(options: CronLoopOptions): CronLoop {
+  const { pool, items, now, events, logger } = options;
+  let timer: NodeJS.Timeout | null = null;
+  let stopped = false;
+  let failures = 0;
+  let inFlight: Promise<void> = Promise.resolve();
+  /** The next tick to queue (a whole minute). */
+  let next = 0;
+
+  const run = (step: () => Promise<void>) => {
+    inFlight = step().catch((error: unknown) => {
+      // As graphile-worker does: start again, backfill included, after a back-off.
+      const delay = backoffMs(failures++, RETRY_CAP_MS);
+      logger.error({ error: errorMessage(error), attempt: failures }, `the cron loop failed; it starts again (with its backfill) in ${delay} ms`);
+      after(delay, begin);
+    });
+  };
+  const after = (ms: number, step: () => Promise<void>) => {
+    if (stopped) return;
+    timer = setTimeout(() => {
+      timer = null;
+      run(step);
+    }, Math.max(1, ms));
+  };
+
+  /** Makes entries not seen before known, then queues what their `fill=` reaches back to. */
+  async function backfill(startMs: number): Promise<void> {
+    const { rows } = await pool.query<KnownCrontab>(KNOWN_CRONTABS);
+    const known = new Map(rows.map((row) => [row.identifier, row]));
+    const snapshot = [...items];
+    const unknown = snapshot.filter((item) => !known.has(item.identifier)).map((item) => item.identifier);
+    if (unknown.length > 0) await pool.query(KNOW_CRONTABS, [unknown, new Date(startMs).toISOString()]);
+    const reach = Math.max(0, ...snapshot.map((item) => item.options.backfillPeriod));
+    // Minute by minute, in order: each tick's upsert advances last_execution (see above).
+    for (let tick = ceilMinute(startMs - reach); reach > 0 && tick < startMs; tick += MINUTE) {
+      const digest = digestOf(tick);
+      const due = snapshot.flatMap((item) => {
+        const record = known.get(item.identifier);
+        if (!record || item.options.backfillPeriod < startMs - tick) return [];
+        if (tick < (record.last_execution ?? record.known_since).getTime() || !item.match(digest)) return [];
+        return [{ identifier: item.identifier, job: jobFor(item, tick, true), known_since: record.known_since, last_execution: record.last_execution }];
+      });
+      if (due.length === 0) continue;
+      events.emit("cron:backfill", { itemsToBackfill: due, timestamp: new Date(tick).toISOString() });
+      await queueTick(pool, due, tick);
+    }
+  }
+
+  async function begin(): Promise<void> {
+    const startMs = now();
+    await backfill(startMs);
+    // A start on a whole minute queues that minute live (backfill stops before it).
+    next = ceilMinute(startMs);
+    after(next - now(), tick);
+  }
+
+  async function tick(): Promise<void> {
+    const current = now();
+    // Early by the estimate (it moved since the timer was set): wait for the tick.
+    if (current < next) return after(next - current, tick);
+    failures = 0;
+    const digest = digestOf(next);
+    const jobs = items.filter((item) => item.match(digest)).map((item) => ({ identifier: item.identifier, job: jobFor(item, next, false) }));
+    if (jobs.length > 0) {
+      events.emit("cron:schedule", { timestamp: next, jobsAndIdentifiers: jobs });
+      const queued = await queueTick(pool, jobs, next);
+      if (!queued.due) {
+        logger.debug({ tick: new Date(next).toISOString(), dueInMs: queued.dueInMs }, "a cron tick came early by the database's clock; waiting for it");
+        return after(queued.dueInMs + 1, tick);
+      }
+      events.emit("cron:scheduled", { timestamp: next, jobsAndIdentifiers: jobs });
+    }
+    // One minute at a time: a loop that fell behind (a suspended process) catches up at once.
+    next += MINUTE;
+    after(next - now(), tick);
+  }
+
+  // At once, as graphile-worker's runner starts its cron: a node stopped right after its start
+  // has made its entries known (and stop() waits for that).
+  run(begin);
+  return {
+    async stop() {
+      stopped = true;
+      if (timer) clearTimeout(timer);
+      timer = null;
+      await inFlight;
+    },
+  };
+}
