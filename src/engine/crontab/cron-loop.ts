@@ -21,6 +21,7 @@ import type { Logger } from "../log.ts";
 const KNOWN_CRONTABS = readSql(import.meta.url, "known_crontabs.sql");
 const KNOW_CRONTABS = readSql(import.meta.url, "know_crontabs.sql");
 const QUEUE_TICK = readSql(import.meta.url, "queue_tick.sql");
+const RECORD_CATCHUP_MISSED = readSql(import.meta.url, "record_catchup_missed.sql");
 /** Named like graphile-worker's bookkeeping statements, which the patient pool may re-send (graphile/internals.ts). */
 const QUEUE_TICK_STATEMENT = "cron_tick/scheduler";
 
@@ -42,6 +43,8 @@ export interface CronLoopOptions {
   /** graphile-worker's events: `cron:backfill`, `cron:schedule` and `cron:scheduled`, with the job objects written. */
   events: EventEmitter;
   logger: Logger;
+  /** Who records the ticks a `?catchup=latest` backfill passes over (scheduler.job_runs.node_id). */
+  nodeId?: string;
 }
 
 interface KnownCrontab {
@@ -86,6 +89,7 @@ export async function queueTick(pool: pg.Pool, jobs: JobAndCronIdentifier[], tic
 
 export function startCronLoop(options: CronLoopOptions): CronLoop {
   const { pool, items, now, events, logger } = options;
+  const catchesUpLatest = (item: ParsedCronItem) => (item.payload as Record<string, unknown> | null)?._catchup === "latest";
   let timer: NodeJS.Timeout | null = null;
   let stopped = false;
   let failures = 0;
@@ -117,13 +121,31 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
     const unknown = snapshot.filter((item) => !known.has(item.identifier)).map((item) => item.identifier);
     if (unknown.length > 0) await pool.query(KNOW_CRONTABS, [unknown, new Date(startMs).toISOString()]);
     const reach = Math.max(0, ...snapshot.map((item) => item.options.backfillPeriod));
+    const ticks: number[] = [];
+    for (let tick = ceilMinute(startMs - reach); reach > 0 && tick < startMs; tick += MINUTE) ticks.push(tick);
+    const owed = (item: ParsedCronItem, tick: number) => {
+      const record = known.get(item.identifier);
+      if (!record || item.options.backfillPeriod < startMs - tick) return false;
+      // The last tick queued is not owed again; an entry never queued is owed from when it became known.
+      const from = record.last_execution ? record.last_execution.getTime() + 1 : record.known_since.getTime();
+      return tick >= from && item.match(digestOf(tick));
+    };
+    // `?catchup=latest`: of the ticks owed, only the newest runs; the others are recorded missed.
+    const newestOwed = new Map<ParsedCronItem, number>();
+    for (const item of snapshot.filter(catchesUpLatest)) {
+      const owedTicks = ticks.filter((tick) => owed(item, tick));
+      if (owedTicks.length === 0) continue;
+      const newest = owedTicks.at(-1)!;
+      newestOwed.set(item, newest);
+      if (owedTicks.length > 1) {
+        await pool.query(RECORD_CATCHUP_MISSED, [item.identifier, item.task, owedTicks.slice(0, -1).map((tick) => new Date(tick).toISOString()), options.nodeId ?? null, new Date(newest).toISOString()]);
+      }
+    }
     // Minute by minute, in order: each tick's upsert advances last_execution (see above).
-    for (let tick = ceilMinute(startMs - reach); reach > 0 && tick < startMs; tick += MINUTE) {
-      const digest = digestOf(tick);
+    for (const tick of ticks) {
       const due = snapshot.flatMap((item) => {
-        const record = known.get(item.identifier);
-        if (!record || item.options.backfillPeriod < startMs - tick) return [];
-        if (tick < (record.last_execution ?? record.known_since).getTime() || !item.match(digest)) return [];
+        if (!owed(item, tick) || (newestOwed.has(item) && newestOwed.get(item) !== tick)) return [];
+        const record = known.get(item.identifier)!;
         return [{ identifier: item.identifier, job: jobFor(item, tick, true), known_since: record.known_since, last_execution: record.last_execution }];
       });
       if (due.length === 0) continue;

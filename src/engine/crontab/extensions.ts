@@ -1,7 +1,7 @@
 import { zoneProblem } from "./zone.ts";
 
 // The options our crontab adds to graphile-worker's (`?tz=`, `?overlap=`, `?jitter=`,
-// `?grace=`). They
+// `?grace=`, `?catchup=`). They
 // are taken off the line before graphile-worker parses the rest (it refuses keys it does not
 // know), so a line keeps graphile-worker's format with ours mixed into the same `?a=b&c=d`.
 
@@ -15,9 +15,13 @@ export interface EntryExtensions {
   jitterMs: number;
   /** How long after a tick (and its jitter) a run may take to start before the schedule is late. */
   graceMs: number;
+  /** After downtime, which ticks `fill=` runs: all of them (graphile-worker's way) or the newest only. */
+  catchup: CatchupPolicy;
 }
 
-const OUR_KEYS = new Set(["tz", "overlap", "jitter", "grace"]);
+export type CatchupPolicy = "all" | "latest";
+
+const OUR_KEYS = new Set(["tz", "overlap", "jitter", "grace", "catchup"]);
 const OVERLAPS: readonly OverlapPolicy[] = ["queue_one", "skip", "allow"];
 const PERIODS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
 /** A jitter of a day or more would move a daily run to another day: surely a mistake. */
@@ -45,7 +49,7 @@ export interface SplitLine {
  * lines without `?tz=`. Problems name the option and what it takes.
  */
 export function splitExtensions(line: string, defaultTimezone: string): SplitLine {
-  const extensions: EntryExtensions = { timezone: defaultTimezone, overlap: "queue_one", jitterMs: 0, graceMs: DEFAULT_GRACE_MS };
+  const extensions: EntryExtensions = { timezone: defaultTimezone, overlap: "queue_one", jitterMs: 0, graceMs: DEFAULT_GRACE_MS, catchup: "all" };
   const problems: string[] = [];
   // MIN HOUR DOM MON DOW task ?options {payload}: options are the token after the task.
   const match = /^((?:\S+\s+){5}\S+)(\s+)\?(\S+)(.*)$/.exec(line);
@@ -73,6 +77,9 @@ export function splitExtensions(line: string, defaultTimezone: string): SplitLin
     } else if (key === "overlap") {
       if ((OVERLAPS as readonly string[]).includes(value)) extensions.overlap = value as OverlapPolicy;
       else problems.push(`?overlap=${value}: expected one of ${OVERLAPS.join(", ")} (queue_one is the default: at most one run waiting)`);
+    } else if (key === "catchup") {
+      if (value === "all" || value === "latest") extensions.catchup = value;
+      else problems.push(`?catchup=${value}: expected all (the default: every tick fill= reaches is run) or latest (only the newest; the older ones are recorded missed)`);
     } else if (key === "grace") {
       const ms = parseDuration(value);
       if (ms === null || ms < 1000) problems.push(`?grace=${value}: expected a duration of at least 1s, written like fill= (e.g. 30s, 5m, 1h30m); the default is 60s`);

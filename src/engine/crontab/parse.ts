@@ -120,6 +120,10 @@ export function parseCrontabText(text: string, catalog?: TaskCatalog, options: P
       });
       return;
     }
+    if (extensions.catchup === "latest" && item.options.backfillPeriod === 0) {
+      problems.push({ line: lineNumber, message: "?catchup=latest needs ?fill= (e.g. ?fill=1h&catchup=latest): it chooses among the missed ticks fill= reaches back to" });
+      return;
+    }
     if (extensions.timezone !== "UTC" && item.options.backfillPeriod > MAX_ZONED_FILL_MS) {
       problems.push({ line: lineNumber, message: `?fill= of a line with a time zone may be at most 90 days (this one: ?tz=${extensions.timezone})` });
       return;
@@ -155,7 +159,7 @@ export function parseCrontabOrThrow(text: string, source: string, catalog?: Task
   if (problems.length > 0) {
     const lines = problems.map((problem) => `  ${source}:${problem.line}: ${problem.message}`);
     throw new SchedulerError("invalid_crontab", `crontab ${source} has ${problems.length} problem(s):\n${lines.join("\n")}`, {
-      hint: "fix these lines; the format is graphile-worker's, 'MIN HOUR DOM MON DOW task ?opts {payload}'; its options id=, fill=, max=, queue=, jobKey=, jobKeyMode= and priority=, and ours tz=, overlap=, jitter= and grace= (docs/schedules.md, and the crontab's header)",
+      hint: "fix these lines; the format is graphile-worker's, 'MIN HOUR DOM MON DOW task ?opts {payload}'; its options id=, fill=, max=, queue=, jobKey=, jobKeyMode= and priority=, and ours tz=, overlap=, jitter=, grace= and catchup= (docs/schedules.md, and the crontab's header)",
       exitCode: 2,
     });
   }
@@ -223,5 +227,6 @@ function withDefaults(item: ParsedCronItem, extensions: EntryExtensions): Parsed
   const payload: Record<string, unknown> = { ...((item.payload as Record<string, unknown> | null) ?? {}), _schedule: item.identifier };
   if (extensions.overlap === "skip") payload._overlap = "skip";
   if (extensions.jitterMs > 0) payload._jitter_max_ms = extensions.jitterMs;
+  if (extensions.catchup === "latest") payload._catchup = "latest";
   return { ...item, options, payload };
 }

@@ -3,7 +3,8 @@ import type { z } from "zod";
 // A job's payload as graphile-worker hands it over: the job's own fields plus the reserved
 // keys that graphile-worker's cron (`_cron`) and our crontab loader add: `_schedule` (the
 // entry), `_overlap` (its `?overlap=skip`), `_jitter_max_ms` (its `?jitter=`), `_jitter_ms`
-// (the delay this tick was given, see src/engine/runner/jitter.ts) and `_trace` (the creation
+// (the delay this tick was given, see src/engine/runner/jitter.ts), `_catchup` (its
+// `?catchup=latest`, read by the cron loop) and `_trace` (the creation
 // context of whoever queued the run, see src/engine/tracing.ts). No job sees `_trace`, not even
 // a plain task function, and no history row stores it.
 
@@ -28,12 +29,13 @@ export function splitPayload(raw: unknown): SplitPayload {
   if (raw === null || raw === undefined) return { fields: {}, ...none };
   if (typeof raw !== "object" || Array.isArray(raw)) return { fields: raw, ...none };
   const { _trace, ...queued } = raw as Record<string, unknown>;
-  const { _cron, _schedule, _overlap, _jitter_max_ms: _max, _jitter_ms, ...fields } = queued as {
+  const { _cron, _schedule, _overlap, _jitter_max_ms: _max, _jitter_ms, _catchup, ...fields } = queued as {
     _cron?: { ts?: string };
     _schedule?: unknown;
     _overlap?: unknown;
     _jitter_max_ms?: unknown;
     _jitter_ms?: unknown;
+    _catchup?: unknown;
   } & Record<string, unknown>;
   const scheduledFor = _cron?.ts ? new Date(_cron.ts) : null;
   return {

@@ -143,7 +143,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     // the database's (crontab/cron-loop.ts), with the same bookkeeping.
     [],
   );
-  const cron = startCronLoop({ pool, items: liveItems, now: cluster.clock.reached, events: workerEvents as unknown as EventEmitter, logger: log });
+  const cron = startCronLoop({ pool, items: liveItems, now: cluster.clock.reached, events: workerEvents as unknown as EventEmitter, logger: log, nodeId });
 
   await queueBootstrapJobs(pool, bootstrapJobs, nodeId, log);
 
