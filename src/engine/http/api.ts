@@ -62,13 +62,18 @@ export function apiRoutes(context: ApiContext): Record<string, ApiHandler> {
   };
 }
 
+/** routes[name] when it is one of its own routes: `__proto__`, `constructor` and the like are not routes. */
+function ownRoute(routes: Record<string, ApiHandler>, name: string): ApiHandler | null {
+  return Object.hasOwn(routes, name) ? routes[name]! : null;
+}
+
 /** The handler for `path` (after /api/), and the id it names; null when there is none. */
 export function findRoute(routes: Record<string, ApiHandler>, path: string): { handler: ApiHandler; id?: string } | null {
-  const exact = routes[path];
+  const exact = ownRoute(routes, path);
   if (exact) return { handler: exact };
   const slash = path.lastIndexOf("/");
   if (slash <= 0) return null;
-  const pattern = routes[`${path.slice(0, slash)}/:id`];
+  const pattern = ownRoute(routes, `${path.slice(0, slash)}/:id`);
   if (!pattern) return null;
   let id: string;
   try {

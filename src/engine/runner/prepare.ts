@@ -2,7 +2,8 @@ import { EventEmitter } from "node:events";
 import path from "node:path";
 import { checkClusterSettings, type ClusterSettings } from "../cluster/node.ts";
 import { newNodeId } from "../cluster/nodes.ts";
-import { httpToken as httpTokenSchema, loadEngineConfig, type EngineConfig } from "../config.ts";
+import { z } from "zod";
+import { hostName, httpToken as httpTokenSchema, loadEngineConfig, type EngineConfig } from "../config.ts";
 import { loadCrontab, type CrontabSource } from "../crontab/source.ts";
 import { zoneProblem } from "../crontab/zone.ts";
 import { SchedulerError } from "../errors.ts";
@@ -42,6 +43,8 @@ export interface PreparedScheduler {
   httpToken: string | null;
   /** Whether the address was asked for (option or SCHEDULER_HTTP_ADDR) rather than the default. */
   httpExplicit: boolean;
+  /** Host names the endpoint answers to besides this machine's own (SCHEDULER_HTTP_ALLOWED_HOSTS). */
+  httpAllowedHosts: string[];
 }
 
 /** The task folder: given, else SCHEDULER_TASKS_DIR, else the first pack's; none for the engine alone. */
@@ -87,7 +90,8 @@ export async function prepareScheduler(options: SchedulerOptions = {}): Promise<
 
   const httpExplicit = options.http !== undefined || config.SCHEDULER_HTTP_ADDR !== undefined;
   const httpToken = httpTokenFor(options, config);
-  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken };
+  const httpAllowedHosts = allowedHostsFor(options, config);
+  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken, httpAllowedHosts };
 }
 
 /** The `http` option, else SCHEDULER_HTTP_ADDR (checked when the settings were read), else the default. */
@@ -106,6 +110,16 @@ function httpTokenFor(options: SchedulerOptions, config: EngineConfig): string |
   const parsed = httpTokenSchema.safeParse(options.httpToken);
   if (!parsed.success) {
     throw new SchedulerError("invalid_config", `httpToken option: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`, { hint: "pass a random token of 16 or more characters, or leave it out for a read-only endpoint", exitCode: 2 });
+  }
+  return parsed.data;
+}
+
+/** The `httpAllowedHosts` option, else SCHEDULER_HTTP_ALLOWED_HOSTS (checked when the settings were read). */
+function allowedHostsFor(options: SchedulerOptions, config: EngineConfig): string[] {
+  if (options.httpAllowedHosts === undefined) return config.SCHEDULER_HTTP_ALLOWED_HOSTS;
+  const parsed = z.array(hostName).safeParse(options.httpAllowedHosts);
+  if (!parsed.success) {
+    throw new SchedulerError("invalid_config", `httpAllowedHosts option: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`, { hint: 'e.g. ["scheduler.ops.svc.cluster.local"]', exitCode: 2 });
   }
   return parsed.data;
 }
