@@ -10,7 +10,7 @@ import { dashboardAsset, SECURITY_HEADERS } from "./dashboard.ts";
 import { checkActionRequest, readJsonBody } from "./guard.ts";
 import { hostAllowed, hostPolicy } from "./host-check.ts";
 import type { Readiness } from "./readiness.ts";
-import { HttpProblem, type ApiHandler } from "./types.ts";
+import { HttpProblem, JsonText, type ApiHandler } from "./types.ts";
 
 // Every node's HTTP endpoint (SCHEDULER_HTTP_ADDR), on node:http: /healthz, /readyz,
 // /metrics, JSON under /api/, and the dashboard at /. Everything is GET, except the
@@ -49,7 +49,8 @@ function send(response: http.ServerResponse, status: number, contentType: string
   response.end(body);
 }
 
-const json = (response: http.ServerResponse, status: number, value: unknown) => send(response, status, "application/json; charset=utf-8", `${JSON.stringify(value)}\n`);
+const json = (response: http.ServerResponse, status: number, value: unknown) =>
+  send(response, status, "application/json; charset=utf-8", `${value instanceof JsonText ? value.text : JSON.stringify(value)}\n`);
 const text = (response: http.ServerResponse, status: number, body: string) => send(response, status, "text/plain; charset=utf-8", `${body}\n`);
 const ENDPOINTS = "try /, /healthz, /readyz, /metrics, /api/schedules";
 
