@@ -34,10 +34,15 @@ grant usage on schema scheduler to :"runtime_role";
 -- A node reads which migrations are applied, to start without DDL when the schema is current.
 grant select on scheduler.migrations to :"runtime_role";
 grant select on scheduler.repeatable_migrations to :"runtime_role";
--- Run history: written by the job wrapper, pruned after the retention (folded into job_stats).
+-- Run history: written by the job wrapper, pruned after the retention. Its triggers keep each
+-- job's totals and last runs in job_stats, as the role that writes the run.
 grant select, insert, update, delete on scheduler.job_runs to :"runtime_role";
 grant usage, select on sequence scheduler.job_runs_id_seq to :"runtime_role";
 grant select, insert, update on scheduler.job_stats to :"runtime_role";
+-- Caches of the HTTP endpoint: the cluster-wide gauges, recomputed by whichever node scrapes
+-- when they are stale, and the dashboard's recent runs per job.
+grant select, update on scheduler.cluster_gauges_cache to :"runtime_role";
+grant select, insert, update on scheduler.recent_runs_cache to :"runtime_role";
 -- The crontab as each node loaded it (entries removed from it are deleted).
 grant select, insert, update, delete on scheduler.schedules to :"runtime_role";
 -- pause and resume.

@@ -1,9 +1,11 @@
+import net from "node:net";
 import os from "node:os";
 import { z } from "zod";
 import { zoneProblem } from "./crontab/zone.ts";
 import { ConnectionStringError, maskConnectionString, parseConnectionString } from "./db/connection-string.ts";
 import { SchedulerError } from "./errors.ts";
 import { parseHttpAddr } from "./http/address.ts";
+import { normalizeHost } from "./http/host-check.ts";
 
 export const integer = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 
@@ -11,6 +13,16 @@ const jobList = z
   .string()
   .transform((text) => text.split(",").map((name) => name.trim()).filter((name) => name.length > 0))
   .pipe(z.array(z.string().regex(/^[_a-zA-Z][_a-zA-Z0-9:/-]*$/, "a task name")));
+
+/** A host name (`scheduler.ops.svc`) or an IP address, without a port. */
+export const hostName = z
+  .string()
+  .refine((text) => net.isIP(normalizeHost(text)) !== 0 || /^[a-z0-9_](?:[a-z0-9_.-]*[a-z0-9_])?\.?$/i.test(text), "a host name or IP address, without a port (e.g. scheduler.ops.svc.cluster.local)");
+
+const hostList = z
+  .string()
+  .transform((text) => text.split(",").map((name) => name.trim()).filter((name) => name.length > 0))
+  .pipe(z.array(hostName));
 
 /** At least 16 characters without spaces, so that it cannot be guessed by trying a few words. */
 export const httpToken = z
@@ -81,6 +93,12 @@ export const engineSettings = {
    * (src/engine/http/guard.ts); unset, the endpoint is read-only.
    */
   SCHEDULER_HTTP_TOKEN: httpToken.optional(),
+  /**
+   * Names (or addresses) by which the HTTP endpoint is reached besides this machine's own
+   * addresses and localhost, comma-separated: a Kubernetes service, a proxy. A request whose
+   * Host header names anything else is refused (421): DNS rebinding (src/engine/http/host-check.ts).
+   */
+  SCHEDULER_HTTP_ALLOWED_HOSTS: hostList.default([]),
 };
 
 export type EngineConfig = z.infer<z.ZodObject<typeof engineSettings>>;

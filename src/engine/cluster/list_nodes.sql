@@ -21,8 +21,11 @@ select
   n.crontab_rejected_at,
   n.crontab_error,
   n.clock_skew_ms,
-  (select count(*) from graphile_worker.jobs j where j.locked_by = n.worker_pool_id)::int as running_jobs,
+  coalesce(held.n, 0)::int as running_jobs,
   (select count(*) from scheduler.job_runs r where r.node_id = n.node_id and r.status = 'running')::int as running_runs
 from scheduler.nodes n
+-- graphile-worker's jobs are read once for all nodes (there is no index on locked_by to probe).
+left join (select j.locked_by, count(*) as n from graphile_worker.jobs j where j.locked_by is not null group by j.locked_by) held
+  on held.locked_by = n.worker_pool_id
 where $2::boolean or (n.stopped_at is null and (n.dead_at is null or n.dead_at > now() - interval '1 day'))
 order by n.stopped_at is not null, n.dead_at is not null, n.host, n.started_at;

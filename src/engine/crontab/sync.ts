@@ -27,5 +27,8 @@ export async function publishSchedules(db: Queryable, entries: CrontabEntry[], n
     grace_ms: entry.graceMs,
   }));
   const { rows: result } = await db.query<{ removed: number; changed: number }>(syncSchedules, [JSON.stringify(rows), nodeId]);
-  return result[0] ?? { removed: 0, changed: 0 };
+  const outcome = result[0] ?? { removed: 0, changed: 0 };
+  // A changed entry starts counting its ticks anew: scheduled_jobs' remembered next ticks follow.
+  if (outcome.changed > 0) await db.query("select scheduler.refresh_due_ticks(null)");
+  return outcome;
 }

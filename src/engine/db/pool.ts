@@ -30,10 +30,24 @@ export function connectorOf(pool: pg.Pool): Connector | null {
  * (several hosts, target_session_attrs; db/connector.ts); a connection string gets one of
  * its own that takes the string's target_session_attrs.
  */
-export function createPool(
-  target: string | Connector,
-  options: { max?: number; logger?: Logger; applicationName?: string; types?: pg.CustomTypesConfig; idleTimeoutMillis?: number } = {},
-): Pool {
+export interface PoolOptions {
+  max?: number;
+  logger?: Logger;
+  applicationName?: string;
+  types?: pg.CustomTypesConfig;
+  idleTimeoutMillis?: number;
+  /** How long a caller waits for a connection (a free one, or a new one being made); default 10 s. */
+  connectionTimeoutMillis?: number;
+  /** pg's query_timeout: a statement's answer is given up on after this long, on our side. */
+  queryTimeoutMillis?: number;
+  /**
+   * Session settings made on each new connection before its first statement (SET, not startup
+   * parameters, which poolers such as PgBouncer refuse), e.g. { statement_timeout: "2000" }.
+   */
+  settings?: Record<string, string>;
+}
+
+export function createPool(target: string | Connector, options: PoolOptions = {}): Pool {
   const connector = typeof target === "string" ? createConnector(target, { logger: options.logger }) : target;
   const pool = new pg.Pool({
     Client: connector.Client,
@@ -41,10 +55,12 @@ export function createPool(
     connectionString: connector.connectionString,
     ...(options.types ? { types: options.types } : {}),
     max: options.max ?? 10,
-    connectionTimeoutMillis: 10_000,
+    connectionTimeoutMillis: options.connectionTimeoutMillis ?? 10_000,
+    ...(options.queryTimeoutMillis ? { query_timeout: options.queryTimeoutMillis } : {}),
     idleTimeoutMillis: options.idleTimeoutMillis ?? 30_000,
     application_name: options.applicationName ?? "systemprompt-scheduler",
   });
+  const settings = Object.entries(options.settings ?? {});
   (pool as pg.Pool & { [CONNECTOR]?: Connector })[CONNECTOR] = connector;
   pool.on("error", (error, client) => {
     // A connection of a read-only episode, discarded on purpose: nothing to report.
@@ -55,6 +71,12 @@ export function createPool(
     client.on("error", (error) => {
       if (!connector.isStale(client)) options.logger?.warn(brief(error), "a database connection failed");
     });
+    // A client runs its statements in order: this one goes before whatever the pool was asked.
+    if (settings.length > 0) {
+      const names = settings.map(([name]) => name);
+      const values = settings.map(([, value]) => value);
+      client.query("select set_config(name, value, false) from unnest($1::text[], $2::text[]) as s(name, value)", [names, values]).catch((error: unknown) => options.logger?.warn(brief(error), "setting up a database connection failed"));
+    }
   });
   return pool;
 }

@@ -39,6 +39,8 @@ function send<R extends QueryResultRow>(db: Queryable, name: string, text: strin
 /** How long a run goes without a history row before it is shown as 'running'. */
 export const RUNNING_ROW_AFTER_MS = 1000;
 
+// Lifetime counts live in job_stats, kept by triggers on job_runs (sql/engine/025): deleting
+// old rows changes no total.
 const PRUNE_RUNS = `
 with doomed as (
   select id from scheduler.job_runs
@@ -48,19 +50,7 @@ with doomed as (
 ),
 gone as (
   delete from scheduler.job_runs r using doomed where r.id = doomed.id
-  returning r.job_name, r.status
-),
-folded as (
-  insert into scheduler.job_stats as st (job_name, pruned_runs, pruned_successes, pruned_failures, pruned_skipped, pruned_missed)
-  select job_name, count(*) filter (where status not in ('skipped', 'missed')), count(*) filter (where status = 'success'),
-         count(*) filter (where status in ('failed', 'abandoned')), count(*) filter (where status = 'skipped'), count(*) filter (where status = 'missed')
-  from gone group by job_name
-  on conflict (job_name) do update set
-    pruned_runs = st.pruned_runs + excluded.pruned_runs,
-    pruned_successes = st.pruned_successes + excluded.pruned_successes,
-    pruned_failures = st.pruned_failures + excluded.pruned_failures,
-    pruned_skipped = st.pruned_skipped + excluded.pruned_skipped,
-    pruned_missed = st.pruned_missed + excluded.pruned_missed
+  returning r.id
 )
 select count(*)::int as n from gone`;
 
@@ -145,7 +135,7 @@ export async function runInProgressAt(db: Queryable, scope: { task: string } | {
   return rows[0]?.id ?? null;
 }
 
-/** Deletes finished runs older than the retention, in batches, folding them into job_stats; returns how many. */
+/** Deletes finished runs older than the retention, in batches; returns how many. */
 export async function pruneRuns(db: Queryable, retentionDays: number, batchSize = 5000): Promise<number> {
   let total = 0;
   for (;;) {

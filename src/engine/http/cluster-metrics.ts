@@ -4,7 +4,9 @@ import { readSql } from "../db/sql-file.ts";
 
 // Cluster-wide gauges, read from the database: every node reports the same figures, so
 // aggregate them with `max` (docs/observability.md), never `sum`. Read in one query at
-// scrape time; the caller (metrics.ts) caches them for a few seconds.
+// scrape time; the caller (metrics.ts) caches them for `cacheMs`, and the per-schedule
+// figures and the queue are computed at most once per `cacheMs` for the whole cluster
+// (cluster_gauges.sql: whichever node scrapes first recomputes them, the others read them).
 
 const GAUGES = readSql(import.meta.url, "cluster_gauges.sql");
 
@@ -15,15 +17,20 @@ export interface MissedHere {
 }
 
 interface Snapshot {
-  schedules: { job: string; task: string; paused: boolean; next_run: number | null; last_success: number | null; late: boolean; missed: number }[];
+  /** Empty only before the first computation, while another node is doing it. */
+  cluster: {
+    schedules?: { job: string; task: string; paused: boolean; next_run: number | null; last_success: number | null; late: boolean; missed: number }[];
+    queue?: Record<string, number>;
+  } | null;
   nodes: { alive: number; dead: number };
-  queue: Record<string, number>;
   missed_here: (MissedHere & { last_id: number })[];
 }
 
 export interface ClusterMetricsOptions {
   nodeId: string;
   deadAfterMs: number;
+  /** How old the cluster's shared figures may be before this node recomputes them. */
+  cacheMs: number;
   /** Told of the missed ticks this node's cron recorded since the last refresh. */
   missedHere(missed: MissedHere[]): void;
   /** Told of every schedule at each refresh (node-metrics.ts starts its run counters at 0). */
@@ -55,20 +62,23 @@ export function clusterMetrics(registry: Registry, db: Queryable, options: Clust
 
   let lastMissedId = 0;
   return async () => {
-    const { rows } = await db.query<Snapshot>(GAUGES, [options.deadAfterMs, options.nodeId, lastMissedId]);
+    const { rows } = await db.query<Snapshot>(GAUGES, [options.cacheMs, options.deadAfterMs, options.nodeId, lastMissedId]);
     const snapshot = rows[0]!;
-    // Reset first: a schedule removed from the crontab must disappear from the output.
-    for (const gauge of [nextRun, lastSuccess, paused, late]) gauge.reset();
-    options.scheduled(snapshot.schedules);
-    missedCounts = snapshot.schedules.map((schedule) => ({ job: schedule.job, missed: Number(schedule.missed) }));
-    for (const schedule of snapshot.schedules) {
-      paused.set({ job: schedule.job }, schedule.paused ? 1 : 0);
-      late.set({ job: schedule.job }, schedule.late ? 1 : 0);
-      if (schedule.next_run !== null) nextRun.set({ job: schedule.job }, Number(schedule.next_run));
-      if (schedule.last_success !== null) lastSuccess.set({ job: schedule.job }, Number(schedule.last_success));
+    const schedules = snapshot.cluster?.schedules;
+    if (schedules) {
+      // Reset first: a schedule removed from the crontab must disappear from the output.
+      for (const gauge of [nextRun, lastSuccess, paused, late]) gauge.reset();
+      options.scheduled(schedules);
+      missedCounts = schedules.map((schedule) => ({ job: schedule.job, missed: Number(schedule.missed) }));
+      for (const schedule of schedules) {
+        paused.set({ job: schedule.job }, schedule.paused ? 1 : 0);
+        late.set({ job: schedule.job }, schedule.late ? 1 : 0);
+        if (schedule.next_run !== null) nextRun.set({ job: schedule.job }, Number(schedule.next_run));
+        if (schedule.last_success !== null) lastSuccess.set({ job: schedule.job }, Number(schedule.last_success));
+      }
     }
     for (const [state, count] of Object.entries(snapshot.nodes)) nodes.set({ state }, Number(count));
-    for (const [state, count] of Object.entries(snapshot.queue)) queue.set({ state }, Number(count));
+    for (const [state, count] of Object.entries(snapshot.cluster?.queue ?? {})) queue.set({ state }, Number(count));
     if (snapshot.missed_here.length > 0) {
       lastMissedId = Math.max(lastMissedId, ...snapshot.missed_here.map((row) => Number(row.last_id)));
       options.missedHere(snapshot.missed_here.map(({ job, task, n }) => ({ job, task, n: Number(n) })));

@@ -6,10 +6,12 @@ import type { SchedulerPack } from "../pack.ts";
 import { clusterMetrics } from "./cluster-metrics.ts";
 import { nodeMetrics, type NodeMetrics } from "./node-metrics.ts";
 
-// A node's /metrics: its own registry (several nodes may share a process, e.g. in tests),
+// A node's /metrics: its own registries (several nodes may share a process, e.g. in tests),
 // Node.js process metrics, node-local run counters, and cluster-wide gauges from the
 // database (the engine's and the packs'), refreshed at most every `cacheMs` so that many
-// scrapers, or a fast scrape interval, cost the database one query per period.
+// scrapers, or a fast scrape interval, cost the database one query per period. The cluster
+// gauges (thousands of series with a large crontab) are rendered once per refresh, not per
+// scrape; the node's own metrics, which change with every run, at each scrape.
 
 export const DEFAULT_METRICS_CACHE_MS = 5000;
 /** Under Prometheus's default scrape timeout (10 s), with room for the rest of the scrape. */
@@ -39,12 +41,14 @@ export function schedulerMetrics(options: {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const node = nodeMetrics(registry, options.events, options.db);
-  const refreshers = [clusterMetrics(registry, options.db, { nodeId: options.nodeId, deadAfterMs: options.deadAfterMs, missedHere: node.missedRecorded, scheduled: node.scheduled })];
+  const cluster = new Registry();
+  let clusterText = "";
+  const cacheMs = options.cacheMs ?? DEFAULT_METRICS_CACHE_MS;
+  const refreshers = [clusterMetrics(cluster, options.db, { nodeId: options.nodeId, deadAfterMs: options.deadAfterMs, cacheMs, missedHere: node.missedRecorded, scheduled: node.scheduled })];
   for (const pack of options.packs) {
-    const refresh = pack.metrics?.({ registry, db: options.db });
+    const refresh = pack.metrics?.({ registry: cluster, db: options.db });
     if (refresh) refreshers.push(refresh);
   }
-  const cacheMs = options.cacheMs ?? DEFAULT_METRICS_CACHE_MS;
   const refreshWaitMs = options.refreshWaitMs ?? METRICS_REFRESH_WAIT_MS;
   let refreshedAt = -Infinity;
   let refreshing: Promise<void> | null = null;
@@ -52,7 +56,8 @@ export function schedulerMetrics(options: {
     if (Date.now() - refreshedAt < cacheMs) return Promise.resolve();
     // Scrapes arriving together share one refresh.
     refreshing ??= Promise.all(refreshers.map((fn) => fn()))
-      .then(() => {
+      .then(async () => {
+        clusterText = await cluster.metrics();
         refreshedAt = Date.now();
       })
       .finally(() => (refreshing = null));
@@ -73,11 +78,12 @@ export function schedulerMetrics(options: {
         waited.then(() => options.logger.debug(`cluster metrics not read within ${refreshWaitMs} ms (database away?); serving the last values`)),
       ]);
       clearTimeout(timer);
-      return registry.metrics();
+      return `${await registry.metrics()}${clusterText}`;
     },
     stop() {
       node.stop();
       registry.clear();
+      cluster.clear();
     },
   };
 }

@@ -13,7 +13,10 @@ import type { ApiHandler, DashboardPanel } from "./types.ts";
 // /api/dashboard, which tells the page what this node offers.
 
 export interface NodeRoutesOptions {
+  /** The node's own pool: the actions, which do what the CLI's commands do. */
   db: Queryable;
+  /** The endpoint's own small pool (http-pool.ts): every read of the API, the engine's and the packs'. */
+  reads: Queryable;
   config: EngineConfig;
   packs: readonly SchedulerPack[];
   tasks: TaskChecker & { hasDryRun(task: string): boolean };
@@ -25,9 +28,9 @@ export interface NodeRoutesOptions {
 }
 
 export function nodeRoutes(options: NodeRoutesOptions, probes: Pick<HttpRoutes, "readiness" | "metrics">): HttpRoutes {
-  const { db, tasks, deadAfterMs, token } = options;
+  const { db, reads, tasks, deadAfterMs, token } = options;
   const canDryRun = (task: string) => tasks.hasDryRun(task);
-  const api: Record<string, ApiHandler> = apiRoutes({ db, deadAfterMs, canDryRun });
+  const api: Record<string, ApiHandler> = apiRoutes({ db: reads, deadAfterMs, canDryRun });
   const panels: DashboardPanel[] = [];
   api.dashboard = async () => ({
     node_id: options.nodeId,
@@ -39,11 +42,11 @@ export function nodeRoutes(options: NodeRoutesOptions, probes: Pick<HttpRoutes, 
     panels,
   });
   for (const pack of options.packs) {
-    const contributed = pack.http?.({ db, config: options.config });
+    const contributed = pack.http?.({ db: reads, config: options.config });
     if (!contributed) continue;
     for (const [name, handler] of Object.entries(contributed.api)) {
       // A pack may add endpoints, never replace the engine's (or another pack's).
-      if (api[name]) throw new SchedulerError("pack_http_conflict", `pack '${pack.name}' adds /api/${name}, which the engine or another pack serves already`, { hint: "give the pack's endpoint another name (SchedulerPack.http)", exitCode: 2 });
+      if (Object.hasOwn(api, name)) throw new SchedulerError("pack_http_conflict", `pack '${pack.name}' adds /api/${name}, which the engine or another pack serves already`, { hint: "give the pack's endpoint another name (SchedulerPack.http)", exitCode: 2 });
       api[name] = handler;
     }
     panels.push(...contributed.panels);

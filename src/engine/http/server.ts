@@ -1,4 +1,6 @@
+import crypto from "node:crypto";
 import http from "node:http";
+import { isConnectionError } from "../db/connection-errors.ts";
 import { SchedulerError } from "../errors.ts";
 import type { Logger } from "../log.ts";
 import type { ActionHandler } from "./actions.ts";
@@ -6,12 +8,18 @@ import { describeAddress, isLoopback, type HttpAddress } from "./address.ts";
 import { findRoute } from "./api.ts";
 import { dashboardAsset, SECURITY_HEADERS } from "./dashboard.ts";
 import { checkActionRequest, readJsonBody } from "./guard.ts";
+import { hostAllowed, hostPolicy } from "./host-check.ts";
 import type { Readiness } from "./readiness.ts";
-import { HttpProblem, type ApiHandler } from "./types.ts";
+import { HttpProblem, JsonText, type ApiHandler } from "./types.ts";
 
 // Every node's HTTP endpoint (SCHEDULER_HTTP_ADDR), on node:http: /healthz, /readyz,
 // /metrics, JSON under /api/, and the dashboard at /. Everything is GET, except the
 // dashboard's actions (POST /api/actions/*), which guard.ts lets through only with the token.
+// Before any of that: the Host header must name this endpoint (host-check.ts), the target
+// must parse, and at most `maxInFlight` requests are served at once (/healthz aside).
+
+/** Requests served at once; one more is answered 429 (the endpoint is unauthenticated and polled). */
+export const MAX_IN_FLIGHT = 8;
 
 export interface HttpRoutes {
   readiness(): Promise<Readiness>;
@@ -22,6 +30,12 @@ export interface HttpRoutes {
   actions?: Record<string, ActionHandler>;
   /** SCHEDULER_HTTP_TOKEN; null: every action is refused (403). */
   token?: string | null;
+}
+
+export interface HttpServerOptions {
+  /** SCHEDULER_HTTP_ALLOWED_HOSTS: names the endpoint is reached by besides this machine's addresses. */
+  allowedHosts?: readonly string[];
+  maxInFlight?: number;
 }
 
 export interface HttpEndpoint {
@@ -35,24 +49,56 @@ function send(response: http.ServerResponse, status: number, contentType: string
   response.end(body);
 }
 
-const json = (response: http.ServerResponse, status: number, value: unknown) => send(response, status, "application/json; charset=utf-8", `${JSON.stringify(value)}\n`);
+const json = (response: http.ServerResponse, status: number, value: unknown) =>
+  send(response, status, "application/json; charset=utf-8", `${value instanceof JsonText ? value.text : JSON.stringify(value)}\n`);
 const text = (response: http.ServerResponse, status: number, body: string) => send(response, status, "text/plain; charset=utf-8", `${body}\n`);
 const ENDPOINTS = "try /, /healthz, /readyz, /metrics, /api/schedules";
+
+/** A failure that is the database's (away, or slower than the HTTP pool's statement timeout), not a bug. */
+function databaseUnavailable(error: unknown): string | null {
+  const code = (error as { code?: unknown } | null)?.code;
+  if (code === "57014") return "the database did not answer in time";
+  if (code === "25006") return "the database refuses writes (a failover?)";
+  return isConnectionError(error) ? "the database is not reachable" : null;
+}
+
+/**
+ * A refusal as its JSON; the database away as 503; anything else as a bare 500 with an id,
+ * its details logged once under that id (an answer never carries an error's text).
+ */
+function answerFailure(error: unknown, request: http.IncomingMessage, response: http.ServerResponse, logger: Logger): void {
+  if (response.headersSent) {
+    response.destroy();
+    return;
+  }
+  if (error instanceof HttpProblem) {
+    if (error.status === 401) response.setHeader("www-authenticate", 'Bearer realm="systemprompt-scheduler"');
+    return json(response, error.status, { error: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+  }
+  const unavailable = databaseUnavailable(error);
+  if (unavailable) {
+    response.setHeader("retry-after", "5");
+    return json(response, 503, { error: unavailable, hint: "GET /readyz says what the node sees; try again shortly" });
+  }
+  const requestId = crypto.randomBytes(6).toString("hex");
+  logger.error({ err: error, requestId, method: request.method, url: request.url?.slice(0, 300) }, `an HTTP request failed (request ${requestId})`);
+  json(response, 500, { error: "internal error", request_id: requestId });
+}
 
 async function act(routes: HttpRoutes, name: string, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
   if (request.method !== "POST") {
     response.setHeader("allow", "POST");
     return json(response, 405, { error: `${request.method} is not allowed here: actions are POST` });
   }
-  const action = routes.actions?.[name];
+  const action = routes.actions && Object.hasOwn(routes.actions, name) ? routes.actions[name] : undefined;
   if (!action) return json(response, 404, { error: `no action '${name}'`, actions: Object.keys(routes.actions ?? {}) });
   checkActionRequest(request, routes.token ?? null);
   const body = await readJsonBody(request);
   return json(response, 200, await action(body, request.socket.remoteAddress ?? "unknown address"));
 }
 
-async function handle(routes: HttpRoutes, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
-  const { pathname, searchParams } = new URL(request.url ?? "/", "http://node");
+async function handle(routes: HttpRoutes, target: URL, request: http.IncomingMessage, response: http.ServerResponse): Promise<void> {
+  const { pathname, searchParams } = target;
   if (pathname.startsWith("/api/actions/")) return act(routes, pathname.slice("/api/actions/".length), request, response);
   if (request.method !== "GET" && request.method !== "HEAD") {
     response.setHeader("allow", "GET, HEAD");
@@ -82,17 +128,34 @@ async function handle(routes: HttpRoutes, request: http.IncomingMessage, respons
  * Listens on `address`. A port in use (or an address this machine does not have) is refused
  * with an error naming the address and SCHEDULER_HTTP_ADDR (exit 2).
  */
-export async function startHttpServer(address: HttpAddress, routes: HttpRoutes, logger: Logger): Promise<HttpEndpoint> {
+export async function startHttpServer(address: HttpAddress, routes: HttpRoutes, logger: Logger, options: HttpServerOptions = {}): Promise<HttpEndpoint> {
+  const hosts = hostPolicy(address, options.allowedHosts ?? []);
+  const maxInFlight = options.maxInFlight ?? MAX_IN_FLIGHT;
+  let inFlight = 0;
   const server = http.createServer((request, response) => {
-    handle(routes, request, response).catch((error: unknown) => {
-      if (error instanceof HttpProblem && !response.headersSent) {
-        if (error.status === 401) response.setHeader("www-authenticate", 'Bearer realm="systemprompt-scheduler"');
-        return json(response, error.status, { error: error.message, ...(error.hint ? { hint: error.hint } : {}) });
+    const host = request.headers.host;
+    if (!hostAllowed(hosts, host, request.socket.localAddress)) {
+      return json(response, 421, {
+        error: `misdirected request: Host '${String(host).slice(0, 100)}' is not a name of this endpoint`,
+        hint: "reach it by this machine's address or localhost, or list the name in SCHEDULER_HTTP_ALLOWED_HOSTS",
+      });
+    }
+    let target: URL;
+    try {
+      target = new URL(request.url ?? "/", "http://node");
+    } catch {
+      return json(response, 400, { error: "the request target is not a valid path", hint: ENDPOINTS });
+    }
+    // Liveness costs nothing and must answer even when the endpoint is busy.
+    if (target.pathname !== "/healthz") {
+      if (inFlight >= maxInFlight) {
+        response.setHeader("retry-after", "1");
+        return json(response, 429, { error: `too many requests: ${maxInFlight} are being served already`, hint: "try again in a second" });
       }
-      logger.warn({ err: error, url: request.url }, "an HTTP request failed");
-      if (!response.headersSent) text(response, 500, `internal error: ${error instanceof Error ? error.message : String(error)}`);
-      else response.destroy();
-    });
+      inFlight += 1;
+      response.once("close", () => (inFlight -= 1));
+    }
+    handle(routes, target, request, response).catch((error: unknown) => answerFailure(error, request, response, logger));
   });
   // Scrapers and probes open short connections; none may hold stop() up.
   server.keepAliveTimeout = 5000;

@@ -4,6 +4,14 @@
 /** A GET handler under /api/: the query string, and the `:id` of a `name/:id` route. */
 export type ApiHandler = (request: { query: URLSearchParams; id?: string }) => Promise<unknown>;
 
+/** An answer already serialized (large JSON assembled from PostgreSQL's own JSON text), sent as is. */
+export class JsonText {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
 /** A refusal or a missing thing, answered with its status and a JSON `{error, hint?}`. */
 export class HttpProblem extends Error {
   readonly status: number;

@@ -56,6 +56,11 @@ export interface SchedulerOptions {
    * HTTP endpoint; default SCHEDULER_HTTP_TOKEN; unset: read-only. At least 16 characters.
    */
   httpToken?: string;
+  /**
+   * Names the HTTP endpoint is reached by besides this machine's addresses and localhost (a
+   * Kubernetes service); default SCHEDULER_HTTP_ALLOWED_HOSTS. Other Host headers get 421.
+   */
+  httpAllowedHosts?: string[];
   /** How long /metrics reuses gauges read from the database; default 5000 ms. */
   metricsCacheMs?: number;
   /** Extra graphile-worker `preset.worker` options (e.g. localQueue). */

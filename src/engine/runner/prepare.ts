@@ -3,7 +3,8 @@ import path from "node:path";
 import { checkClusterSettings, type ClusterSettings } from "../cluster/node.ts";
 import { newNodeId } from "../cluster/nodes.ts";
 import { applicationActor } from "../audit/actor.ts";
-import { httpToken as httpTokenSchema, loadEngineConfig, type EngineConfig } from "../config.ts";
+import { z } from "zod";
+import { hostName, httpToken as httpTokenSchema, loadEngineConfig, type EngineConfig } from "../config.ts";
 import { loadCrontab, type CrontabSource } from "../crontab/source.ts";
 import { zoneProblem } from "../crontab/zone.ts";
 import { SchedulerError } from "../errors.ts";
@@ -45,6 +46,8 @@ export interface PreparedScheduler {
   httpExplicit: boolean;
   /** Who the audit trail says did what this node does on request (runJob, migrating at start). */
   actor: string;
+  /** Host names the endpoint answers to besides this machine's own (SCHEDULER_HTTP_ALLOWED_HOSTS). */
+  httpAllowedHosts: string[];
 }
 
 /** The task folder: given, else SCHEDULER_TASKS_DIR, else the first pack's; none for the engine alone. */
@@ -91,7 +94,8 @@ export async function prepareScheduler(options: SchedulerOptions = {}): Promise<
   const httpExplicit = typeof options.http === "string" || config.SCHEDULER_HTTP_ADDR !== undefined;
   const httpToken = httpTokenFor(options, config);
   const actor = options.actor ?? applicationActor();
-  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken, actor };
+  const httpAllowedHosts = allowedHostsFor(options, config);
+  return { options, config, logger, log, host, nodeId, events, cancelJobs, runtime, tasks, crontab, bootstrapJobs, cluster, packs, http, httpExplicit, httpToken, actor, httpAllowedHosts };
 }
 
 /**
@@ -116,6 +120,16 @@ function httpTokenFor(options: SchedulerOptions, config: EngineConfig): string |
   const parsed = httpTokenSchema.safeParse(options.httpToken);
   if (!parsed.success) {
     throw new SchedulerError("invalid_config", `httpToken option: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`, { hint: "pass a random token of 16 or more characters, or leave it out for a read-only endpoint", exitCode: 2 });
+  }
+  return parsed.data;
+}
+
+/** The `httpAllowedHosts` option, else SCHEDULER_HTTP_ALLOWED_HOSTS (checked when the settings were read). */
+function allowedHostsFor(options: SchedulerOptions, config: EngineConfig): string[] {
+  if (options.httpAllowedHosts === undefined) return config.SCHEDULER_HTTP_ALLOWED_HOSTS;
+  const parsed = z.array(hostName).safeParse(options.httpAllowedHosts);
+  if (!parsed.success) {
+    throw new SchedulerError("invalid_config", `httpAllowedHosts option: ${parsed.error.issues.map((issue) => issue.message).join("; ")}`, { hint: 'e.g. ["scheduler.ops.svc.cluster.local"]', exitCode: 2 });
   }
   return parsed.data;
 }

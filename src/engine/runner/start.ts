@@ -30,6 +30,7 @@ import type { PreparedScheduler } from "./prepare.ts";
 import { enqueueRun, entryForRun, requestForEntry, requestForTask } from "./run-request.ts";
 import type { PackNodeLoop } from "../pack.ts";
 import { dashboardUrl, describeAddress } from "../http/address.ts";
+import { createHttpPool } from "../http/http-pool.ts";
 import { schedulerMetrics, type SchedulerMetrics } from "../http/metrics.ts";
 import { checkReadiness } from "../http/readiness.ts";
 import { nodeRoutes } from "../http/routes.ts";
@@ -80,9 +81,11 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   let entries = crontab.entries;
   const liveItems: ParsedCronItem[] = entries.map((entry) => entry.item);
 
-  // Only with an HTTP endpoint: without one nobody reads them.
-  const metrics: SchedulerMetrics | null = prepared.http
-    ? schedulerMetrics({ db: pool, events, packs, nodeId, deadAfterMs: prepared.cluster.deadAfterMs, logger: log, cacheMs: options.metricsCacheMs })
+  // Only with an HTTP endpoint: without one nobody reads them. Its reads have a pool of their
+  // own, so that a dashboard or a scraper never takes a connection a job needs.
+  const httpPool: Pool | null = prepared.http ? createHttpPool(connector, { logger: log, applicationName: applicationNameFor(nodeId) }) : null;
+  const metrics: SchedulerMetrics | null = httpPool
+    ? schedulerMetrics({ db: httpPool, events, packs, nodeId, deadAfterMs: prepared.cluster.deadAfterMs, logger: log, cacheMs: options.metricsCacheMs })
     : null;
   // Every loaded task's success and failed series exist at 0 from the start, not only the
   // crontab's: a job run outside the crontab shows its first failure in increase() too.
@@ -223,6 +226,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     stopping ??= (async () => {
       await http?.close();
       metrics?.stop();
+      await httpPool?.end();
       watcher?.stop();
       wakeups.stop();
       poller.stop();
@@ -263,16 +267,16 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
   // Last, so /readyz never answers for a node that is not running its worker yet. An address
   // in use that was asked for stops the node again and refuses it (exit 2).
   let http: HttpEndpoint | null = null;
-  if (prepared.http && metrics) {
+  if (prepared.http && metrics && httpPool) {
     try {
       http = await startHttpServer(
         prepared.http,
         nodeRoutes(
-          { db: pool, config, packs, tasks, nodeId, host, version, deadAfterMs: prepared.cluster.deadAfterMs, token: prepared.httpToken },
+          { db: pool, reads: httpPool, config, packs, tasks, nodeId, host, version, deadAfterMs: prepared.cluster.deadAfterMs, token: prepared.httpToken },
           {
             readiness: () =>
               checkReadiness({
-                db: pool,
+                db: httpPool,
                 databaseDownSince: () => cluster.health.downSince,
                 workerProblem: () => failed ?? (stopping ? "the node is stopping" : workerPool ? null : "the worker has not started its pool yet"),
               }),
@@ -280,6 +284,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
           },
         ),
         log,
+        { allowedHosts: prepared.httpAllowedHosts },
       );
     } catch (error) {
       // The default address taken (a second node on this machine): the node runs without its

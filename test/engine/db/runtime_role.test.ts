@@ -156,11 +156,21 @@ describe("the engine with an owner and a runtime role", () => {
       logger: testLogger,
       concurrency: 2,
       shutdownGraceMs: 2000,
+      http: "127.0.0.1:0",
+      metricsCacheMs: 0,
     });
     handles.push(handle);
     const { run } = await handle.runJob("probe_job", { tag: "x" }, { wait: true, timeoutMs: 20_000 });
     assert.equal(run?.status, "success");
     assert.match(run?.message ?? "", new RegExp(`ran as ${runtime} x`));
+    // The run's totals, kept by job_runs' triggers as the role that wrote it.
+    const { rows: [totals] } = await ownerPool.query("select runs, successes, last_success_at is not null as has_success from scheduler.job_stats where job_name = 'probe_job'");
+    assert.deepEqual([totals.runs, totals.successes, totals.has_success], ["1", "1", true]);
+    // /metrics recomputes the cluster's shared gauges as the runtime role (its cache row, its advisory lock).
+    const metrics = await fetch(`http://${handle.httpAddress}/metrics`).then((response) => response.text());
+    assert.match(metrics, /scheduler_schedule_paused\{job="nightly_probe"\} 0/);
+    const { rows: [cache] } = await ownerPool.query("select computed_at > now() - interval '1 minute' as fresh, jsonb_array_length(body->'schedules') as n from scheduler.cluster_gauges_cache");
+    assert.deepEqual([cache.fresh, cache.n], [true, 1]);
 
     // pause, resume, status, history, nodes: the CLI as the runtime role
     const cli = (...args: string[]) => runCliProcess(args, engineEnv(runtime));
@@ -176,7 +186,7 @@ describe("the engine with an owner and a runtime role", () => {
       assert.equal(result.code, 0, `${args.join(" ")}: ${result.stderr}`);
     }
 
-    // history pruning: runs older than the retention go, folded into job_stats
+    // history pruning: runs older than the retention go (job_stats keeps the lifetime totals)
     await ownerPool.query("insert into scheduler.job_runs (job_name, task, status, started_at, finished_at) values ('probe_job', 'probe_job', 'success', now() - interval '40 days', now() - interval '40 days')");
     assert.equal(await pruneRuns(runtimePool, 30), 1);
 
