@@ -121,7 +121,7 @@ describe("alert rules in ops/prometheus", () => {
       // Prometheus's increase() counts the first failures (node-metrics.ts).
       const before = parsePrometheus(await (await fetch(`${base}/metrics`)).text());
       for (const status of ["success", "failed"]) {
-        assert.equal(before.find((s) => s.name === "scheduler_job_runs_total" && s.labels.job === "alerts_broken" && s.labels.status === status)?.value, 0, status);
+        assert.equal(before.find((s) => s.name === "scheduler_job_runs_total" && s.labels.schedule === "alerts_broken" && s.labels.status === status)?.value, 0, status);
       }
       await scheduler.runJob("alerts_ok", {}, { wait: true });
       assert.equal((await scheduler.runJob("alerts_broken", {}, { wait: true })).run?.status, "failed");
@@ -137,6 +137,10 @@ describe("alert rules in ops/prometheus", () => {
       const base = /^(.*)_(bucket|sum|count)$/.exec(name)?.[1];
       return base !== undefined && ["histogram", "summary"].includes(types.get(base) ?? "");
     };
+
+    // No series of ours carries a label Prometheus sets on every target itself.
+    const clashing = samples.filter((s) => s.name.startsWith("scheduler_") && ("job" in s.labels || "instance" in s.labels)).map((s) => s.name);
+    assert.deepEqual([...new Set(clashing)], [], "metrics with a job or instance label");
 
     const used = new Set(exprs.flatMap(namesIn));
     for (const name of used) {
@@ -154,7 +158,7 @@ describe("alert rules in ops/prometheus", () => {
         if (!selector[1]!.startsWith("scheduler_") && !selector[1]!.includes(":")) continue;
         for (const matcher of selector[2]!.matchAll(/(\w+)\s*(=~|=)\s*"([^"]*)"/g)) {
           const [, label, , pattern] = matcher;
-          if (label === "job") continue; // a schedule's name
+          if (label === "schedule") continue; // a schedule's name
           for (const metric of rawMetrics(selector[1]!, records)) {
             const help = new RegExp(`^# HELP ${metric} (.*)$`, "m").exec(text)?.[1] ?? "";
             const seen = new Set(samples.filter((s) => s.name === metric).map((s) => s.labels[label!]).filter((v) => v !== undefined));

@@ -40,22 +40,22 @@ export interface ClusterMetricsOptions {
 /** Registers the engine's cluster gauges; the returned function refreshes them from the database. */
 export function clusterMetrics(registry: Registry, db: Queryable, options: ClusterMetricsOptions): () => Promise<void> {
   const registers = [registry];
-  const nextRun = new Gauge({ name: "scheduler_schedule_next_run_timestamp_seconds", help: "When the schedule fires next (Unix time; absent while paused) [cluster-wide: aggregate with max]", labelNames: ["job"] as const, registers });
-  const lastSuccess = new Gauge({ name: "scheduler_schedule_last_success_timestamp_seconds", help: "When the schedule's last successful run finished (Unix time; absent before the first) [cluster-wide: aggregate with max]", labelNames: ["job"] as const, registers });
-  const paused = new Gauge({ name: "scheduler_schedule_paused", help: "1 while the schedule (or its task) is paused, else 0 [cluster-wide: aggregate with max]", labelNames: ["job"] as const, registers });
+  const nextRun = new Gauge({ name: "scheduler_schedule_next_run_timestamp_seconds", help: "When the schedule fires next (Unix time; absent while paused) [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
+  const lastSuccess = new Gauge({ name: "scheduler_schedule_last_success_timestamp_seconds", help: "When the schedule's last successful run finished (Unix time; absent before the first) [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
+  const paused = new Gauge({ name: "scheduler_schedule_paused", help: "1 while the schedule (or its task) is paused, else 0 [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
   const nodes = new Gauge({ name: "scheduler_nodes", help: "Scheduler nodes not stopped, alive (heartbeat within SCHEDULER_NODE_DEAD_AFTER_MS) or dead [cluster-wide: aggregate with max]", labelNames: ["state"] as const, registers });
-  const late = new Gauge({ name: "scheduler_schedule_late", help: "1 while a tick of the schedule has waited longer than its grace (?grace=, 60 s) plus jitter with no run started for it or a later tick, else 0 [cluster-wide: aggregate with max]", labelNames: ["job"] as const, registers });
+  const late = new Gauge({ name: "scheduler_schedule_late", help: "1 while a tick of the schedule has waited longer than its grace (?grace=, 60 s) plus jitter with no run started for it or a later tick, else 0 [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
   // A counter read from the database: each scrape sets it to the lifetime count (pruning
   // folds into job_stats, so it never goes down).
   let missedCounts: { job: string; missed: number }[] = [];
   new Counter({
     name: "scheduler_schedule_missed_total",
     help: "Ticks of the schedule that no node ran (all were down and fill= did not reach back), lifetime [cluster-wide: aggregate with max]",
-    labelNames: ["job"] as const,
+    labelNames: ["schedule"] as const,
     registers,
     collect() {
       this.reset();
-      for (const { job, missed } of missedCounts) this.inc({ job }, missed);
+      for (const { job, missed } of missedCounts) this.inc({ schedule: job }, missed);
     },
   });
   const queue = new Gauge({ name: "scheduler_queue_jobs", help: "graphile-worker jobs: waiting, running, failed-for-good (no attempts left) [cluster-wide: aggregate with max]", labelNames: ["state"] as const, registers });
@@ -71,10 +71,10 @@ export function clusterMetrics(registry: Registry, db: Queryable, options: Clust
       options.scheduled(schedules);
       missedCounts = schedules.map((schedule) => ({ job: schedule.job, missed: Number(schedule.missed) }));
       for (const schedule of schedules) {
-        paused.set({ job: schedule.job }, schedule.paused ? 1 : 0);
-        late.set({ job: schedule.job }, schedule.late ? 1 : 0);
-        if (schedule.next_run !== null) nextRun.set({ job: schedule.job }, Number(schedule.next_run));
-        if (schedule.last_success !== null) lastSuccess.set({ job: schedule.job }, Number(schedule.last_success));
+        paused.set({ schedule: schedule.job }, schedule.paused ? 1 : 0);
+        late.set({ schedule: schedule.job }, schedule.late ? 1 : 0);
+        if (schedule.next_run !== null) nextRun.set({ schedule: schedule.job }, Number(schedule.next_run));
+        if (schedule.last_success !== null) lastSuccess.set({ schedule: schedule.job }, Number(schedule.last_success));
       }
     }
     for (const [state, count] of Object.entries(snapshot.nodes)) nodes.set({ state }, Number(count));

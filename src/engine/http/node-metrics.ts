@@ -5,7 +5,7 @@ import type { Rescue } from "../cluster/rescue.ts";
 import type { MissedHere } from "./cluster-metrics.ts";
 
 // Node-local metrics: what this node did, fed from its job events. Each node counts only
-// its own runs, so summing over nodes (`sum by (job, status)`) never counts a run twice.
+// its own runs, so summing over nodes (`sum by (schedule, status)`) never counts a run twice.
 
 const DURATION_BUCKETS = [0.05, 0.25, 1, 5, 15, 60, 300, 900, 3600];
 const LATENESS_BUCKETS = [0.1, 0.5, 1, 2, 5, 10, 30, 60, 300, 900];
@@ -37,34 +37,34 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   const runs = new Counter({
     name: "scheduler_job_runs_total",
     help: "Runs this node finished, by outcome (skipped: a paused job's run or an overlap=skip tick; abandoned: runs of nodes this node rescued; missed: ticks nobody ran, recorded when this node's cron resumed)",
-    labelNames: ["job", "task", "status"] as const,
+    labelNames: ["schedule", "task", "status"] as const,
     registers: [registry],
   });
   const duration = new Histogram({
     name: "scheduler_job_run_duration_seconds",
     help: "How long this node's runs took, successful or failed",
-    labelNames: ["job", "task"] as const,
+    labelNames: ["schedule", "task"] as const,
     buckets: DURATION_BUCKETS,
     registers: [registry],
   });
   const lateness = new Histogram({
     name: "scheduler_job_lateness_seconds",
     help: "Start of a scheduled run minus the tick it was scheduled for (jitter included), on this node",
-    labelNames: ["job"] as const,
+    labelNames: ["schedule"] as const,
     buckets: LATENESS_BUCKETS,
     registers: [registry],
   });
   const startDelay = new Histogram({
     name: "scheduler_job_start_delay_seconds",
     help: "A scheduled run's start minus its tick, without the delay ?jitter= gave it (the scheduler's own precision), on this node",
-    labelNames: ["job"] as const,
+    labelNames: ["schedule"] as const,
     buckets: START_DELAY_BUCKETS,
     registers: [registry],
   });
   const stuck = new Gauge({
     name: "scheduler_job_runs_stuck",
     help: "Runs on this node past their timeout whose function has not returned: each holds a worker and its task's lock (recorded failed at the deadline)",
-    labelNames: ["job", "task"] as const,
+    labelNames: ["schedule", "task"] as const,
     registers: [registry],
   });
   const crontabRejected = new Gauge({
@@ -97,12 +97,12 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     if (!event.scheduledFor || !event.startedAt) return;
     const late = (Date.parse(event.startedAt) - event.scheduledFor.getTime()) / 1000;
     if (!Number.isFinite(late)) return;
-    lateness.observe({ job: event.jobName }, Math.max(0, late));
-    startDelay.observe({ job: event.jobName }, Math.max(0, late - (event.jitterMs ?? 0) / 1000));
+    lateness.observe({ schedule: event.jobName }, Math.max(0, late));
+    startDelay.observe({ schedule: event.jobName }, Math.max(0, late - (event.jitterMs ?? 0) / 1000));
   };
   const finished = (status: string) => (event: RunEvent) => {
-    runs.inc({ job: event.jobName, task: event.task, status });
-    if (event.durationMs !== undefined) duration.observe({ job: event.jobName, task: event.task }, event.durationMs / 1000);
+    runs.inc({ schedule: event.jobName, task: event.task, status });
+    if (event.durationMs !== undefined) duration.observe({ schedule: event.jobName, task: event.task }, event.durationMs / 1000);
   };
   const onSuccess = finished("success");
   const onFailed = finished("failed");
@@ -111,8 +111,8 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
   events.on("job:success", onSuccess);
   events.on("job:failed", onFailed);
   events.on("job:skipped", onSkipped);
-  const onStuck = (event: RunEvent) => stuck.inc({ job: event.jobName, task: event.task });
-  const onUnstuck = (event: RunEvent) => stuck.dec({ job: event.jobName, task: event.task });
+  const onStuck = (event: RunEvent) => stuck.inc({ schedule: event.jobName, task: event.task });
+  const onUnstuck = (event: RunEvent) => stuck.dec({ schedule: event.jobName, task: event.task });
   const onReloaded = () => crontabReloads.inc({ result: "applied" });
   const onRejected = () => {
     crontabReloads.inc({ result: "rejected" });
@@ -133,16 +133,16 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
         "select job_name, task, count(*)::int as n from scheduler.job_runs where id = any($1::bigint[]) group by 1, 2",
         [rescue.runs_abandoned],
       );
-      for (const row of rows) runs.inc({ job: row.job_name, task: row.task, status: "abandoned" }, row.n);
+      for (const row of rows) runs.inc({ schedule: row.job_name, task: row.task, status: "abandoned" }, row.n);
     },
     missedRecorded(missed) {
-      for (const { job, task, n } of missed) runs.inc({ job, task, status: "missed" }, n);
+      for (const { job, task, n } of missed) runs.inc({ schedule: job, task, status: "missed" }, n);
     },
     // A counter series that first appears at 1 (or 3, after three quick attempts) shows no
     // increase() in Prometheus: the first scrape is its baseline. Starting each schedule's
     // success and failed series at 0 lets the alert rules (ops/prometheus) see its first failures.
     scheduled(schedules) {
-      for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ job, task, status }, 0);
+      for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ schedule: job, task, status }, 0);
     },
     clockSkew(skewMs) {
       skew.set(skewMs / 1000);

@@ -32,8 +32,8 @@ describe("cluster-wide gauges, computed once for the cluster", () => {
     assert.equal(await computedAt(), computed, "node b read them instead of computing them again");
     for (const metric of ["scheduler_schedule_next_run_timestamp_seconds", "scheduler_schedule_paused", "scheduler_schedule_late", "scheduler_schedule_missed_total"]) {
       for (const job of ["cache_ok", "cache_second"]) {
-        assert.notEqual(valueOf(fromA, metric, { job }), undefined, `${metric} ${job}`);
-        assert.equal(valueOf(fromB, metric, { job }), valueOf(fromA, metric, { job }), `${metric} ${job}`);
+        assert.notEqual(valueOf(fromA, metric, { schedule: job }), undefined, `${metric} ${job}`);
+        assert.equal(valueOf(fromB, metric, { schedule: job }), valueOf(fromA, metric, { schedule: job }), `${metric} ${job}`);
       }
     }
     assert.equal(valueOf(fromB, "scheduler_queue_jobs", { state: "waiting" }), valueOf(fromA, "scheduler_queue_jobs", { state: "waiting" }));
@@ -43,7 +43,7 @@ describe("cluster-wide gauges, computed once for the cluster", () => {
   it("are recomputed by one scraper when stale; while another holds the lock, the figures as they are serve", async (t) => {
     const node = await startScheduler({ pool: db.pool, jobs: [ok], taskDirectory: null, crontab: CRONTAB, bootstrapJobs: [], logger: testLogger, http: "127.0.0.1:0", metricsCacheMs: 0, platform: false, nodeId: "cache-c" });
     t.after(() => node.stop());
-    assert.equal(valueOf(await scrape(node.httpAddress), "scheduler_schedule_paused", { job: "cache_second" }), 0);
+    assert.equal(valueOf(await scrape(node.httpAddress), "scheduler_schedule_paused", { schedule: "cache_second" }), 0);
     const before = await computedAt();
 
     const holder = await db.pool.connect();
@@ -52,13 +52,13 @@ describe("cluster-wide gauges, computed once for the cluster", () => {
       await holder.query(LOCK);
       await db.pool.query("select scheduler.pause_job('cache_second', 'test')");
       const meanwhile = await scrape(node.httpAddress);
-      assert.equal(valueOf(meanwhile, "scheduler_schedule_paused", { job: "cache_second" }), 0, "the cached figures, not a second computation");
+      assert.equal(valueOf(meanwhile, "scheduler_schedule_paused", { schedule: "cache_second" }), 0, "the cached figures, not a second computation");
       assert.equal(await computedAt(), before);
     } finally {
       await holder.query("commit");
       holder.release();
     }
-    assert.equal(valueOf(await scrape(node.httpAddress), "scheduler_schedule_paused", { job: "cache_second" }), 1, "recomputed once the lock is free");
+    assert.equal(valueOf(await scrape(node.httpAddress), "scheduler_schedule_paused", { schedule: "cache_second" }), 1, "recomputed once the lock is free");
     assert.ok((await computedAt()) > before);
   });
 });

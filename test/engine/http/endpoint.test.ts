@@ -64,17 +64,17 @@ describe("HTTP endpoint: /healthz, /readyz, /metrics, /api/", () => {
       );
       assert.ok(rows.length >= 2);
       for (const row of rows) {
-        assert.equal(valueOf(samples, "scheduler_job_runs_total", { job: row.job_name, task: row.task, status: row.status }), row.n, `${row.job_name} ${row.status}`);
+        assert.equal(valueOf(samples, "scheduler_job_runs_total", { schedule: row.job_name, task: row.task, status: row.status }), row.n, `${row.job_name} ${row.status}`);
       }
       assert.equal(samplesOf(samples, "scheduler_job_runs_total").reduce((sum, s) => sum + s.value, 0), rows.reduce((sum, r) => sum + r.n, 0), "no run counted that history lacks");
-      assert.equal(valueOf(samples, "scheduler_job_run_duration_seconds_count", { job: "http_ok", task: "http_ok" }), 2);
-      assert.equal(valueOf(samples, "scheduler_schedule_paused", { job: "http_broken" }), 1);
-      assert.equal(valueOf(samples, "scheduler_schedule_paused", { job: "http_ok" }), 0);
-      assert.equal(valueOf(samples, "scheduler_schedule_next_run_timestamp_seconds", { job: "http_broken" }), undefined, "a paused schedule has no next run");
+      assert.equal(valueOf(samples, "scheduler_job_run_duration_seconds_count", { schedule: "http_ok", task: "http_ok" }), 2);
+      assert.equal(valueOf(samples, "scheduler_schedule_paused", { schedule: "http_broken" }), 1);
+      assert.equal(valueOf(samples, "scheduler_schedule_paused", { schedule: "http_ok" }), 0);
+      assert.equal(valueOf(samples, "scheduler_schedule_next_run_timestamp_seconds", { schedule: "http_broken" }), undefined, "a paused schedule has no next run");
       const next = (await db.pool.query<{ t: number }>("select extract(epoch from next_run)::float8 as t from scheduled_jobs where job_name = 'http_ok'")).rows[0]!.t;
-      assert.equal(valueOf(samples, "scheduler_schedule_next_run_timestamp_seconds", { job: "http_ok" }), next);
+      assert.equal(valueOf(samples, "scheduler_schedule_next_run_timestamp_seconds", { schedule: "http_ok" }), next);
       const lastSuccess = (await db.pool.query<{ t: number }>("select extract(epoch from max(finished_at))::float8 as t from scheduler.job_runs where job_name = 'http_ok' and status = 'success'")).rows[0]!.t;
-      assert.equal(valueOf(samples, "scheduler_schedule_last_success_timestamp_seconds", { job: "http_ok" }), lastSuccess);
+      assert.equal(valueOf(samples, "scheduler_schedule_last_success_timestamp_seconds", { schedule: "http_ok" }), lastSuccess);
       const alive = (await db.pool.query<{ n: number }>("select count(*)::int as n from scheduler.nodes where stopped_at is null and dead_at is null")).rows[0]!.n;
       assert.equal(valueOf(samples, "scheduler_nodes", { state: "alive" }), alive);
       assert.equal(valueOf(samples, "scheduler_nodes", { state: "dead" }), 0);

@@ -139,18 +139,18 @@ describe("missed ticks: recorded once, where graphile-worker's cron jumps over t
       let text = "";
       await eventually(async () => {
         text = await (await fetch(`http://${node.httpAddress}/metrics`)).text();
-        return /^scheduler_schedule_missed_total\{job="every_minute"\} /m.test(text);
+        return /^scheduler_schedule_missed_total\{schedule="every_minute"\} /m.test(text);
       }, { timeoutMs: 15_000, what: "the cluster gauges in /metrics" }).catch(() => {});
       return text;
     }));
     let recordedHere = 0;
     for (const text of scrapes) {
-      assert.match(text, new RegExp(`^scheduler_schedule_missed_total\\{job="every_minute"\\} ${missed.length}$`, "m"), "cluster-wide, the same on every node");
-      recordedHere += Number(/^scheduler_job_runs_total\{job="every_minute",task="tick",status="missed"\} (\d+)$/m.exec(text)?.[1] ?? 0);
+      assert.match(text, new RegExp(`^scheduler_schedule_missed_total\\{schedule="every_minute"\\} ${missed.length}$`, "m"), "cluster-wide, the same on every node");
+      recordedHere += Number(/^scheduler_job_runs_total\{schedule="every_minute",task="tick",status="missed"\} (\d+)$/m.exec(text)?.[1] ?? 0);
     }
     assert.equal(recordedHere, missed.length, "node-local: summed over the nodes, each missed tick counts once");
     // Tick precision: every run's start minus its tick, observed by the node that ran it.
-    const observed = scrapes.reduce((sum, text) => sum + Number(/^scheduler_job_start_delay_seconds_count\{job="every_minute"\} (\d+)$/m.exec(text)?.[1] ?? 0), 0);
+    const observed = scrapes.reduce((sum, text) => sum + Number(/^scheduler_job_start_delay_seconds_count\{schedule="every_minute"\} (\d+)$/m.exec(text)?.[1] ?? 0), 0);
     assert.ok(observed >= 3, `${observed} start delays observed`);
     const status = JSON.parse((await runCliProcess(["status", "--json"], { DATABASE_URL: db.connectionString })).stdout) as { jobs: { job_name: string; start_delay_p99_ms: number | null; start_delay_ticks: number }[] };
     const precision = status.jobs.find((job) => job.job_name === "every_minute")!;
@@ -202,11 +202,11 @@ describe("late schedules", () => {
     const text = await metrics.render();
     metrics.stop();
     assert.match(text, /^# TYPE scheduler_schedule_late gauge$/m);
-    assert.match(text, /^scheduler_schedule_late\{job="strict"\} 1$/m);
-    assert.match(text, /^scheduler_schedule_late\{job="hourly"\} 0$/m);
-    assert.match(text, /^scheduler_schedule_late\{job="held"\} 0$/m);
+    assert.match(text, /^scheduler_schedule_late\{schedule="strict"\} 1$/m);
+    assert.match(text, /^scheduler_schedule_late\{schedule="hourly"\} 0$/m);
+    assert.match(text, /^scheduler_schedule_late\{schedule="held"\} 0$/m);
     assert.match(text, /^# TYPE scheduler_schedule_missed_total counter$/m);
-    assert.match(text, /^scheduler_schedule_missed_total\{job="strict"\} 1$/m);
+    assert.match(text, /^scheduler_schedule_missed_total\{schedule="strict"\} 1$/m);
 
     const status = await runCliProcess(["status"], { DATABASE_URL: db.connectionString });
     assert.equal(status.code, 0, status.stderr);
