@@ -44,44 +44,6 @@ alter table scheduler.job_stats
 -- One update per run of a job: room on the page for HOT updates.
 alter table scheduler.job_stats set (fillfactor = 50);
 
--- The seed: what pruning folded in before, plus what the history holds.
-update scheduler.job_stats
-set runs = pruned_runs, successes = pruned_successes, failures = pruned_failures, skipped = pruned_skipped, missed = pruned_missed;
-
-insert into scheduler.job_stats as st (job_name, runs, successes, failures, skipped, missed, last_success_at, last_tick)
-select job_name,
-       count(*) filter (where status not in ('skipped', 'missed')),
-       count(*) filter (where status = 'success'),
-       count(*) filter (where status in ('failed', 'abandoned')),
-       count(*) filter (where status = 'skipped'),
-       count(*) filter (where status = 'missed'),
-       max(finished_at) filter (where status = 'success'),
-       max(scheduled_for) filter (where status <> 'missed')
-from scheduler.job_runs
-group by job_name
-on conflict (job_name) do update set
-  runs = st.runs + excluded.runs,
-  successes = st.successes + excluded.successes,
-  failures = st.failures + excluded.failures,
-  skipped = st.skipped + excluded.skipped,
-  missed = st.missed + excluded.missed,
-  last_success_at = excluded.last_success_at,
-  last_tick = excluded.last_tick;
-
-update scheduler.job_stats st
-set last_run_id = r.id, last_run_started_at = r.started_at
-from (select distinct on (job_name) job_name, id, started_at from scheduler.job_runs
-      where status not in ('skipped', 'missed')
-      order by job_name, started_at desc, id desc) r
-where r.job_name = st.job_name;
-
-update scheduler.job_stats st
-set last_done_id = r.id, last_done_started_at = r.started_at
-from (select distinct on (job_name) job_name, id, started_at from scheduler.job_runs
-      where status not in ('running', 'skipped', 'missed')
-      order by job_name, started_at desc, id desc) r
-where r.job_name = st.job_name;
-
 -- Adds a change of job_runs to a job's totals: counts moved (an outcome replacing 'running'
 -- moves a run from no outcome to its outcome; a new row adds one), the last success and
 -- handled tick pushed forward, the last run and last finished run replaced by newer ones
@@ -117,6 +79,26 @@ begin
                                 then coalesce(excluded.last_done_started_at, st.last_done_started_at) else st.last_done_started_at end,
     last_change = st.last_change + 1;
 end $$;
+
+-- The seed: what pruning folded in before, plus what the history holds.
+update scheduler.job_stats
+set runs = pruned_runs, successes = pruned_successes, failures = pruned_failures, skipped = pruned_skipped, missed = pruned_missed;
+
+select scheduler.add_to_job_stats(job_name,
+         count(*) filter (where status not in ('skipped', 'missed')),
+         count(*) filter (where status = 'success'),
+         count(*) filter (where status in ('failed', 'abandoned')),
+         count(*) filter (where status = 'skipped'),
+         count(*) filter (where status = 'missed'),
+         max(finished_at) filter (where status = 'success'),
+         max(scheduled_for) filter (where status <> 'missed'),
+         (array_agg(id order by started_at desc, id desc) filter (where status not in ('skipped', 'missed')))[1],
+         max(started_at) filter (where status not in ('skipped', 'missed')),
+         (array_agg(id order by started_at desc, id desc) filter (where status not in ('running', 'skipped', 'missed')))[1],
+         max(started_at) filter (where status not in ('running', 'skipped', 'missed')))
+from scheduler.job_runs
+group by job_name
+order by job_name;
 
 -- Remembers the first unhandled tick of the entries named (null: every entry) whose memo is
 -- not for their current `since`: greatest(last handled tick, scheduler.ticks_count_since).
@@ -202,23 +184,13 @@ referencing old table as old_rows
 for each statement execute function scheduler.job_runs_changed();
 
 -- Resuming moves `since` for the entry (or every entry of the task): their memo follows.
-create or replace function scheduler.resume_job(p_job_name text) returns boolean language plpgsql as $$
-declare
-  v_resumed boolean;
+create function scheduler.resumed_job_noted() returns trigger language plpgsql as $$
 begin
-  with resumed as (
-    delete from scheduler.paused_jobs where job_name = p_job_name returning job_name
-  ), noted as (
-    insert into scheduler.resumed_jobs (job_name, resumed_at)
-    select job_name, now() from resumed
-    on conflict (job_name) do update set resumed_at = excluded.resumed_at
-  )
-  select true into v_resumed from resumed;
-  if v_resumed then
-    perform scheduler.refresh_due_ticks(array(select s.job_name from scheduler.schedules s where p_job_name in (s.job_name, s.task)));
-  end if;
-  return v_resumed;
+  perform scheduler.refresh_due_ticks(array(select s.job_name from scheduler.schedules s where new.job_name in (s.job_name, s.task)));
+  return null;
 end $$;
+create trigger resumed_jobs_refresh_due_ticks after insert or update on scheduler.resumed_jobs
+for each row execute function scheduler.resumed_job_noted();
 
 select scheduler.refresh_due_ticks(null);
 
@@ -249,6 +221,6 @@ create table scheduler.recent_runs_cache (
 create table scheduler.cluster_gauges_cache (
   id boolean primary key default true check (id),
   computed_at timestamptz not null,
-  body jsonb not null
+  body json not null
 );
 insert into scheduler.cluster_gauges_cache (computed_at, body) values ('-infinity', '{}');
