@@ -19,6 +19,7 @@
 // Both sides' answers are checked equal first: every gauge of every schedule, every
 // scheduled_jobs row and its recent runs, the runs and nodes listed, the late entries.
 import fs from "node:fs";
+import http from "node:http";
 import path from "node:path";
 import pg from "pg";
 import { defineJob, startScheduler } from "../src/index.ts";
@@ -61,6 +62,24 @@ function assertEqual(what: string, got: unknown[], want: unknown[]): void {
   const [a, b] = [got.map((row) => JSON.stringify(plain(row))), want.map((row) => JSON.stringify(plain(row)))];
   const at = a.findIndex((row, i) => row !== b[i]);
   if (a.length !== b.length || at >= 0) throw new Error(`${what}: new and baseline differ (${a.length} and ${b.length} rows)\n new:      ${a[at]?.slice(0, 1500)}\n baseline: ${b[at]?.slice(0, 1500)}`);
+}
+
+/** A GET on a connection of its own, as a scraper polling every few seconds has (a kept-alive one may be closed under it after 5 s). */
+function httpGet(url: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, (response) => {
+        const chunks: Buffer[] = [];
+        response.on("data", (chunk: Buffer) => chunks.push(chunk));
+        response.on("end", () => {
+          const body = Buffer.concat(chunks).toString("utf8");
+          if (response.statusCode === 200) resolve(body);
+          else reject(new Error(`GET ${url}: ${response.statusCode} ${body.slice(0, 300)}`));
+        });
+        response.on("error", reject);
+      })
+      .on("error", reject);
+  });
 }
 
 function crontabOf(entries: number): string {
@@ -129,10 +148,7 @@ async function benchEntries(entries: number): Promise<{ rows: Row[]; notes: stri
       await db.pool.query("create index job_runs_last_success_idx on scheduler.job_runs (job_name, finished_at desc) where status = 'success'");
       await db.pool.query("vacuum analyze scheduler.job_runs");
       const base = `http://${node.httpAddress}`;
-      const get = (url: string) => fetch(`${base}${url}`).then(async (response) => {
-        if (!response.ok) throw new Error(`GET ${url}: ${response.status} ${await response.text()}`);
-        return response.text();
-      });
+      const get = (url: string) => httpGet(`${base}${url}`);
       const baseline = new pg.Client({ connectionString: db.connectionString });
       await baseline.connect();
       const reads = createHttpPool(connectorOf(db.pool)!, { logger: testLogger, applicationName: "bench-reads" });
@@ -230,9 +246,9 @@ async function cachedScrape(): Promise<number> {
     const node = await startScheduler({ pool: db.pool, jobs: [job], taskDirectory: null, crontab: crontabOf(1000), bootstrapJobs: [], logger: testLogger, http: "127.0.0.1:0", platform: false });
     try {
       const url = `http://${node.httpAddress}/metrics`;
-      await fetch(url).then((response) => response.text());
+      await httpGet(url);
       const times: number[] = [];
-      for (let i = 0; i < SAMPLES; i++) times.push((await timed(() => fetch(url).then((response) => response.text()))).ms);
+      for (let i = 0; i < SAMPLES; i++) times.push((await timed(() => httpGet(url))).ms);
       return median(times);
     } finally {
       await node.stop();

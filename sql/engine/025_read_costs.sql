@@ -2,7 +2,7 @@
 -- made independent of the size of the history and cheap per crontab entry:
 --
 -- - job_stats holds each job's lifetime totals, last run, last success and last handled tick,
---   kept by statement triggers on job_runs (every writer passes through them: the job
+--   kept by triggers on job_runs (every writer passes through them: the job
 --   wrapper, rescues that mark runs abandoned, the missed-tick trigger). Before, each read
 --   counted every history row of every schedule and added the counts of pruned runs; the
 --   counts are still lifetime ones ("all time"): pruning deletes rows and changes no total.
@@ -16,7 +16,8 @@
 --   interval for the whole cluster (src/engine/http/cluster_gauges.sql).
 
 -- No run may be recorded while the totals are seeded: it would be in neither the seed nor a
--- trigger that does not exist yet. Writers wait for this migration's commit.
+-- trigger that does not exist yet. Writers wait for this migration's commit (4-5 s with 1M
+-- history rows, most of it building the indexes below).
 lock table scheduler.job_runs in share row exclusive mode;
 
 -- pruned_* (002, 021) are no longer written: nodes of the previous version may still fold
@@ -43,44 +44,6 @@ alter table scheduler.job_stats
   add column last_change bigint not null default 0;
 -- One update per run of a job: room on the page for HOT updates.
 alter table scheduler.job_stats set (fillfactor = 50);
-
--- The seed: what pruning folded in before, plus what the history holds.
-update scheduler.job_stats
-set runs = pruned_runs, successes = pruned_successes, failures = pruned_failures, skipped = pruned_skipped, missed = pruned_missed;
-
-insert into scheduler.job_stats as st (job_name, runs, successes, failures, skipped, missed, last_success_at, last_tick)
-select job_name,
-       count(*) filter (where status not in ('skipped', 'missed')),
-       count(*) filter (where status = 'success'),
-       count(*) filter (where status in ('failed', 'abandoned')),
-       count(*) filter (where status = 'skipped'),
-       count(*) filter (where status = 'missed'),
-       max(finished_at) filter (where status = 'success'),
-       max(scheduled_for) filter (where status <> 'missed')
-from scheduler.job_runs
-group by job_name
-on conflict (job_name) do update set
-  runs = st.runs + excluded.runs,
-  successes = st.successes + excluded.successes,
-  failures = st.failures + excluded.failures,
-  skipped = st.skipped + excluded.skipped,
-  missed = st.missed + excluded.missed,
-  last_success_at = excluded.last_success_at,
-  last_tick = excluded.last_tick;
-
-update scheduler.job_stats st
-set last_run_id = r.id, last_run_started_at = r.started_at
-from (select distinct on (job_name) job_name, id, started_at from scheduler.job_runs
-      where status not in ('skipped', 'missed')
-      order by job_name, started_at desc, id desc) r
-where r.job_name = st.job_name;
-
-update scheduler.job_stats st
-set last_done_id = r.id, last_done_started_at = r.started_at
-from (select distinct on (job_name) job_name, id, started_at from scheduler.job_runs
-      where status not in ('running', 'skipped', 'missed')
-      order by job_name, started_at desc, id desc) r
-where r.job_name = st.job_name;
 
 -- Adds a change of job_runs to a job's totals: counts moved (an outcome replacing 'running'
 -- moves a run from no outcome to its outcome; a new row adds one), the last success and
@@ -117,6 +80,26 @@ begin
                                 then coalesce(excluded.last_done_started_at, st.last_done_started_at) else st.last_done_started_at end,
     last_change = st.last_change + 1;
 end $$;
+
+-- The seed: what pruning folded in before, plus what the history holds.
+update scheduler.job_stats
+set runs = pruned_runs, successes = pruned_successes, failures = pruned_failures, skipped = pruned_skipped, missed = pruned_missed;
+
+select scheduler.add_to_job_stats(job_name,
+         count(*) filter (where status not in ('skipped', 'missed')),
+         count(*) filter (where status = 'success'),
+         count(*) filter (where status in ('failed', 'abandoned')),
+         count(*) filter (where status = 'skipped'),
+         count(*) filter (where status = 'missed'),
+         max(finished_at) filter (where status = 'success'),
+         max(scheduled_for) filter (where status <> 'missed'),
+         (array_agg(id order by started_at desc, id desc) filter (where status not in ('skipped', 'missed')))[1],
+         max(started_at) filter (where status not in ('skipped', 'missed')),
+         (array_agg(id order by started_at desc, id desc) filter (where status not in ('running', 'skipped', 'missed')))[1],
+         max(started_at) filter (where status not in ('running', 'skipped', 'missed')))
+from scheduler.job_runs
+group by job_name
+order by job_name;
 
 -- Remembers the first unhandled tick of the entries named (null: every entry) whose memo is
 -- not for their current `since`: greatest(last handled tick, scheduler.ticks_count_since).
@@ -202,23 +185,13 @@ referencing old table as old_rows
 for each statement execute function scheduler.job_runs_changed();
 
 -- Resuming moves `since` for the entry (or every entry of the task): their memo follows.
-create or replace function scheduler.resume_job(p_job_name text) returns boolean language plpgsql as $$
-declare
-  v_resumed boolean;
+create function scheduler.resumed_job_noted() returns trigger language plpgsql as $$
 begin
-  with resumed as (
-    delete from scheduler.paused_jobs where job_name = p_job_name returning job_name
-  ), noted as (
-    insert into scheduler.resumed_jobs (job_name, resumed_at)
-    select job_name, now() from resumed
-    on conflict (job_name) do update set resumed_at = excluded.resumed_at
-  )
-  select true into v_resumed from resumed;
-  if v_resumed then
-    perform scheduler.refresh_due_ticks(array(select s.job_name from scheduler.schedules s where p_job_name in (s.job_name, s.task)));
-  end if;
-  return v_resumed;
+  perform scheduler.refresh_due_ticks(array(select s.job_name from scheduler.schedules s where new.job_name in (s.job_name, s.task)));
+  return null;
 end $$;
+create trigger resumed_jobs_refresh_due_ticks after insert or update on scheduler.resumed_jobs
+for each row execute function scheduler.resumed_job_noted();
 
 select scheduler.refresh_due_ticks(null);
 
@@ -235,7 +208,7 @@ drop index scheduler.job_runs_last_success_idx;
 drop index scheduler.job_runs_ticks_idx;
 
 -- The dashboard's last 30 runs of each schedule, as computed at job_stats.last_change
--- (src/engine/http/sparklines.sql): a request recomputes only the jobs that changed since.
+-- (src/engine/http/recent_runs.sql): a request recomputes only the jobs that changed since.
 -- Apart from job_stats so that a request writing it never holds a lock a run's end waits for.
 create table scheduler.recent_runs_cache (
   job_name text primary key,
@@ -249,6 +222,6 @@ create table scheduler.recent_runs_cache (
 create table scheduler.cluster_gauges_cache (
   id boolean primary key default true check (id),
   computed_at timestamptz not null,
-  body jsonb not null
+  body json not null
 );
 insert into scheduler.cluster_gauges_cache (computed_at, body) values ('-infinity', '{}');

@@ -9,7 +9,7 @@ import { HttpProblem, JsonText, type ApiHandler } from "./types.ts";
 // page is built from these and nothing else). Packs add theirs (SchedulerPack.http).
 
 const SCHEDULES = readSql(import.meta.url, "schedules.sql");
-const SPARKLINES = readSql(import.meta.url, "sparklines.sql");
+const RECENT_RUNS = readSql(import.meta.url, "recent_runs.sql");
 const RUNS = readSql(import.meta.url, "runs.sql");
 const RUN = readSql(import.meta.url, "run.sql");
 
@@ -41,13 +41,13 @@ export function apiRoutes(context: ApiContext): Record<string, ApiHandler> {
     // text and are put in as they are: with 1,000 schedules they are 30,000 objects that
     // parsing and serializing again would spend more time on than the database does.
     schedules: async () => {
-      const [schedules, sparklines] = await Promise.all([db.query<Record<string, unknown>>(SCHEDULES), db.query<{ job_name: string; runs: string | null }>(SPARKLINES)]);
-      const recent = new Map(sparklines.rows.map((row) => [row.job_name, row.runs]));
-      const rows = schedules.rows.map((row) => {
+      const [schedules, recentRuns] = await Promise.all([db.query<Record<string, unknown>>(SCHEDULES), db.query<{ job_name: string; runs: string | null }>(RECENT_RUNS)]);
+      const recent = new Map(recentRuns.rows.map((row) => [row.job_name, row.runs]));
+      const answers = schedules.rows.map((row) => {
         const described = JSON.stringify({ ...row, schedule_words: describeSchedule(String(row.schedule)), dry_run_available: context.canDryRun(String(row.task)) });
         return `${described.slice(0, -1)},"recent_runs":${recent.get(String(row.job_name)) ?? "[]"}}`;
       });
-      return new JsonText(`[${rows.join(",")}]`);
+      return new JsonText(`[${answers.join(",")}]`);
     },
     runs: async ({ query }) => {
       const status = query.get("status");

@@ -1,6 +1,6 @@
-import { Counter, Gauge, type Registry } from "prom-client";
 import type { Queryable } from "../db/pool.ts";
 import { readSql } from "../db/sql-file.ts";
+import { renderFamily } from "./exposition.ts";
 
 // Cluster-wide gauges, read from the database: every node reports the same figures, so
 // aggregate them with `max` (docs/observability.md), never `sum`. Read in one query at
@@ -16,12 +16,12 @@ export interface MissedHere {
   n: number;
 }
 
+/** A schedule's figures as cluster_gauges.sql lists them. */
+type ScheduleRow = [job: string, task: string, paused: boolean, nextRun: number | null, lastSuccess: number | null, late: boolean, missed: number | string];
+
 interface Snapshot {
   /** Empty only before the first computation, while another node is doing it. */
-  cluster: {
-    schedules?: { job: string; task: string; paused: boolean; next_run: number | null; last_success: number | null; late: boolean; missed: number }[];
-    queue?: Record<string, number>;
-  } | null;
+  cluster: { schedules?: ScheduleRow[]; queue?: Record<string, number> } | null;
   nodes: { alive: number; dead: number };
   missed_here: (MissedHere & { last_id: number })[];
 }
@@ -37,51 +37,62 @@ export interface ClusterMetricsOptions {
   scheduled(schedules: { job: string; task: string }[]): void;
 }
 
-/** Registers the engine's cluster gauges; the returned function refreshes them from the database. */
-export function clusterMetrics(registry: Registry, db: Queryable, options: ClusterMetricsOptions): () => Promise<void> {
-  const registers = [registry];
-  const nextRun = new Gauge({ name: "scheduler_schedule_next_run_timestamp_seconds", help: "When the schedule fires next (Unix time; absent while paused) [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
-  const lastSuccess = new Gauge({ name: "scheduler_schedule_last_success_timestamp_seconds", help: "When the schedule's last successful run finished (Unix time; absent before the first) [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
-  const paused = new Gauge({ name: "scheduler_schedule_paused", help: "1 while the schedule (or its task) is paused, else 0 [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
-  const nodes = new Gauge({ name: "scheduler_nodes", help: "Scheduler nodes not stopped, alive (heartbeat within SCHEDULER_NODE_DEAD_AFTER_MS) or dead [cluster-wide: aggregate with max]", labelNames: ["state"] as const, registers });
-  const late = new Gauge({ name: "scheduler_schedule_late", help: "1 while a tick of the schedule has waited longer than its grace (?grace=, 60 s) plus jitter with no run started for it or a later tick, else 0 [cluster-wide: aggregate with max]", labelNames: ["schedule"] as const, registers });
-  // A counter read from the database: each scrape sets it to the lifetime count (pruning
-  // folds into job_stats, so it never goes down).
-  let missedCounts: { job: string; missed: number }[] = [];
-  new Counter({
-    name: "scheduler_schedule_missed_total",
-    help: "Ticks of the schedule that no node ran (all were down and fill= did not reach back), lifetime [cluster-wide: aggregate with max]",
-    labelNames: ["schedule"] as const,
-    registers,
-    collect() {
-      this.reset();
-      for (const { job, missed } of missedCounts) this.inc({ schedule: job }, missed);
-    },
-  });
-  const queue = new Gauge({ name: "scheduler_queue_jobs", help: "graphile-worker jobs: waiting, running, failed-for-good (no attempts left) [cluster-wide: aggregate with max]", labelNames: ["state"] as const, registers });
+interface ScheduleGauges {
+  job: string;
+  task: string;
+  paused: boolean;
+  next_run: number | null;
+  last_success: number | null;
+  late: boolean;
+  missed: number;
+}
+const CLUSTER = "[cluster-wide: aggregate with max]";
 
+export interface ClusterMetrics {
+  /** Reads the figures from the database (the cluster's cached copy unless it is stale). */
+  refresh(): Promise<void>;
+  /** The families in the Prometheus text format, from the last refresh. */
+  text(): string;
+}
+
+/** The engine's cluster gauges: refreshed from the database, rendered as text once per refresh. */
+export function clusterMetrics(db: Queryable, options: ClusterMetricsOptions): ClusterMetrics {
+  let schedules: ScheduleGauges[] = [];
+  let nodes: Record<string, number> = {};
+  let queue: Record<string, number> = {};
   let lastMissedId = 0;
-  return async () => {
-    const { rows } = await db.query<Snapshot>(GAUGES, [options.cacheMs, options.deadAfterMs, options.nodeId, lastMissedId]);
-    const snapshot = rows[0]!;
-    const schedules = snapshot.cluster?.schedules;
-    if (schedules) {
-      // Reset first: a schedule removed from the crontab must disappear from the output.
-      for (const gauge of [nextRun, lastSuccess, paused, late]) gauge.reset();
-      options.scheduled(schedules);
-      missedCounts = schedules.map((schedule) => ({ job: schedule.job, missed: Number(schedule.missed) }));
-      for (const schedule of schedules) {
-        paused.set({ schedule: schedule.job }, schedule.paused ? 1 : 0);
-        late.set({ schedule: schedule.job }, schedule.late ? 1 : 0);
-        if (schedule.next_run !== null) nextRun.set({ schedule: schedule.job }, Number(schedule.next_run));
-        if (schedule.last_success !== null) lastSuccess.set({ schedule: schedule.job }, Number(schedule.last_success));
+  const perJob = (pick: (schedule: ScheduleGauges) => number | null) =>
+    schedules.flatMap((schedule): [Record<string, string>, number][] => {
+      const value = pick(schedule);
+      return value === null ? [] : [[{ schedule: schedule.job }, value]];
+    });
+  const byState = (counts: Record<string, number>) => Object.entries(counts).map(([state, count]): [Record<string, string>, number] => [{ state }, Number(count)]);
+  return {
+    async refresh() {
+      const { rows } = await db.query<Snapshot>(GAUGES, [options.cacheMs, options.deadAfterMs, options.nodeId, lastMissedId]);
+      const snapshot = rows[0]!;
+      // The whole list each time: a schedule removed from the crontab disappears from the output.
+      if (snapshot.cluster?.schedules) {
+        schedules = snapshot.cluster.schedules.map(([job, task, paused, nextRun, lastSuccess, late, missed]) => ({ job, task, paused, next_run: nextRun, last_success: lastSuccess, late, missed: Number(missed) }));
+        options.scheduled(schedules);
       }
-    }
-    for (const [state, count] of Object.entries(snapshot.nodes)) nodes.set({ state }, Number(count));
-    for (const [state, count] of Object.entries(snapshot.cluster?.queue ?? {})) queue.set({ state }, Number(count));
-    if (snapshot.missed_here.length > 0) {
-      lastMissedId = Math.max(lastMissedId, ...snapshot.missed_here.map((row) => Number(row.last_id)));
-      options.missedHere(snapshot.missed_here.map(({ job, task, n }) => ({ job, task, n: Number(n) })));
-    }
+      if (snapshot.cluster?.queue) queue = snapshot.cluster.queue;
+      nodes = snapshot.nodes;
+      if (snapshot.missed_here.length > 0) {
+        lastMissedId = Math.max(lastMissedId, ...snapshot.missed_here.map((row) => Number(row.last_id)));
+        options.missedHere(snapshot.missed_here.map(({ job, task, n }) => ({ job, task, n: Number(n) })));
+      }
+    },
+    text: () =>
+      [
+        renderFamily("scheduler_schedule_next_run_timestamp_seconds", `When the schedule fires next (Unix time; absent while paused) ${CLUSTER}`, "gauge", perJob((s) => (s.next_run === null ? null : Number(s.next_run)))),
+        renderFamily("scheduler_schedule_last_success_timestamp_seconds", `When the schedule's last successful run finished (Unix time; absent before the first) ${CLUSTER}`, "gauge", perJob((s) => (s.last_success === null ? null : Number(s.last_success)))),
+        renderFamily("scheduler_schedule_paused", `1 while the schedule (or its task) is paused, else 0 ${CLUSTER}`, "gauge", perJob((s) => (s.paused ? 1 : 0))),
+        renderFamily("scheduler_nodes", `Scheduler nodes not stopped, alive (heartbeat within SCHEDULER_NODE_DEAD_AFTER_MS) or dead ${CLUSTER}`, "gauge", byState(nodes)),
+        renderFamily("scheduler_schedule_late", `1 while a tick of the schedule has waited longer than its grace (?grace=, 60 s) plus jitter with no run started for it or a later tick, else 0 ${CLUSTER}`, "gauge", perJob((s) => (s.late ? 1 : 0))),
+        // A counter read from the database: the lifetime count (job_stats keeps it through pruning, so it never goes down).
+        renderFamily("scheduler_schedule_missed_total", `Ticks of the schedule that no node ran (all were down and fill= did not reach back), lifetime ${CLUSTER}`, "counter", perJob((s) => s.missed)),
+        renderFamily("scheduler_queue_jobs", `graphile-worker jobs: waiting, running, failed-for-good (no attempts left) ${CLUSTER}`, "gauge", byState(queue)),
+      ].join("\n"),
   };
 }

@@ -41,10 +41,12 @@ export function schedulerMetrics(options: {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   const node = nodeMetrics(registry, options.events, options.db);
+  // The packs' cluster gauges, in a registry rendered once per refresh like the engine's.
   const cluster = new Registry();
   let clusterText = "";
   const cacheMs = options.cacheMs ?? DEFAULT_METRICS_CACHE_MS;
-  const refreshers = [clusterMetrics(cluster, options.db, { nodeId: options.nodeId, deadAfterMs: options.deadAfterMs, cacheMs, missedHere: node.missedRecorded, scheduled: node.scheduled })];
+  const engine = clusterMetrics(options.db, { nodeId: options.nodeId, deadAfterMs: options.deadAfterMs, cacheMs, missedHere: node.missedRecorded, scheduled: node.scheduled });
+  const refreshers = [() => engine.refresh()];
   for (const pack of options.packs) {
     const refresh = pack.metrics?.({ registry: cluster, db: options.db });
     if (refresh) refreshers.push(refresh);
@@ -57,7 +59,7 @@ export function schedulerMetrics(options: {
     // Scrapes arriving together share one refresh.
     refreshing ??= Promise.all(refreshers.map((fn) => fn()))
       .then(async () => {
-        clusterText = await cluster.metrics();
+        clusterText = `${engine.text()}\n${await cluster.metrics()}`;
         refreshedAt = Date.now();
       })
       .finally(() => (refreshing = null));
@@ -78,7 +80,7 @@ export function schedulerMetrics(options: {
         waited.then(() => options.logger.debug(`cluster metrics not read within ${refreshWaitMs} ms (database away?); serving the last values`)),
       ]);
       clearTimeout(timer);
-      return `${await registry.metrics()}${clusterText}`;
+      return `${await registry.metrics()}\n${clusterText}`;
     },
     stop() {
       node.stop();

@@ -93,6 +93,9 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     registers: [registry],
   });
 
+  // The schedules whose success and failed series exist already (told at every refresh).
+  const started = new Set<string>();
+
   const onStart = (event: RunEvent) => {
     if (!event.scheduledFor || !event.startedAt) return;
     const late = (Date.parse(event.startedAt) - event.scheduledFor.getTime()) / 1000;
@@ -142,7 +145,12 @@ export function nodeMetrics(registry: Registry, events: EventEmitter, db: Querya
     // increase() in Prometheus: the first scrape is its baseline. Starting each schedule's
     // success and failed series at 0 lets the alert rules (ops/prometheus) see its first failures.
     scheduled(schedules) {
-      for (const { job, task } of schedules) for (const status of ["success", "failed"]) runs.inc({ schedule: job, task, status }, 0);
+      for (const { job, task } of schedules) {
+        const key = `${job}\u0000${task}`;
+        if (started.has(key)) continue;
+        started.add(key);
+        for (const status of ["success", "failed"]) runs.inc({ schedule: job, task, status }, 0);
+      }
     },
     clockSkew(skewMs) {
       skew.set(skewMs / 1000);

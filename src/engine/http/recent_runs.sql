@@ -1,5 +1,7 @@
 -- The last 30 runs of every schedule, oldest first, for the dashboard's sparklines, as JSON
--- text per schedule. Kept in scheduler.recent_runs_cache for the job_stats.last_change it was
+-- text per schedule (/api/schedules).
+--
+-- The runs are kept in scheduler.recent_runs_cache for the job_stats.last_change they were
 -- computed at (a run recorded, finished or pruned bumps it): only the schedules whose jobs
 -- changed since are read from job_runs, each a short backward walk along
 -- job_runs_job_started_id_idx (which holds every column read here), and stored again. Two
@@ -31,3 +33,4 @@ select s.job_name, coalesce(f.runs, c.runs)::text as runs
 from scheduler.schedules s
 left join fresh f on f.job_name = s.job_name
 left join scheduler.recent_runs_cache c on c.job_name = s.job_name
+
