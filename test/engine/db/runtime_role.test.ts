@@ -168,7 +168,7 @@ describe("the engine with an owner and a runtime role", () => {
     assert.deepEqual([totals.runs, totals.successes, totals.has_success], ["1", "1", true]);
     // /metrics recomputes the cluster's shared gauges as the runtime role (its cache row, its advisory lock).
     const metrics = await fetch(`http://${handle.httpAddress}/metrics`).then((response) => response.text());
-    assert.match(metrics, /scheduler_schedule_paused\{job="nightly_probe"\} 0/);
+    assert.match(metrics, /scheduler_schedule_paused\{schedule="nightly_probe"\} 0/);
     const { rows: [cache] } = await ownerPool.query("select computed_at > now() - interval '1 minute' as fresh, json_array_length(body->'schedules') as n from scheduler.cluster_gauges_cache");
     assert.deepEqual([cache.fresh, cache.n], [true, 1]);
 
