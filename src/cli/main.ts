@@ -1,7 +1,6 @@
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import pg from "pg";
 import { loadConfig, type Config } from "../config.ts";
 import { resolveDatabase, type DatabaseTarget } from "../engine/db/connect.ts";
 import { createPool, type Pool } from "../engine/db/pool.ts";
@@ -21,6 +20,7 @@ import { servicesCommand } from "./commands/services.ts";
 /** How long an interactive command waits for an unreachable database before it says so. */
 const INTERACTIVE_GIVE_UP_MS = 8000;
 import { statusCommand } from "./commands/status.ts";
+import { numberTypes } from "../engine/db/number-types.ts";
 
 export const commands: Command[] = [startCommand, statusCommand, historyCommand, runCommand, pauseCommand, resumeCommand, bansCommand, banCommand, unbanCommand, servicesCommand, nodesCommand, auditCommand, dbCommand, migrateCommand];
 
@@ -37,19 +37,6 @@ function overview(): string {
   ].join("\n");
 }
 
-// Counts (bigint) come back from pg as strings; in the CLI's output they are numbers.
-const INT8_OID = 20;
-const cliTypes = {
-  getTypeParser(oid: number, format?: "text" | "binary") {
-    if (oid === INT8_OID) {
-      return (text: string) => {
-        const value = Number(text);
-        return Number.isSafeInteger(value) ? value : text;
-      };
-    }
-    return pg.types.getTypeParser(oid, format);
-  },
-} as pg.CustomTypesConfig;
 
 
 /** Finds the command (and sub-command) named by argv; returns it with the remaining args. */
@@ -108,7 +95,7 @@ export async function runCli(argv: string[], env: NodeJS.ProcessEnv = process.en
           // command's own start-up included); `start` waits longer (SCHEDULER_DB_GIVE_UP_MS).
           const wait = { timeoutMs: INTERACTIVE_GIVE_UP_MS };
           database = await resolveDatabase(config, logger, command.readsOnly ? wait : { ...wait, writes: `'${words}'`, primaryTimeoutMs: 0 });
-          pool = createPool(database.connector, { max: 4, logger, types: cliTypes });
+          pool = createPool(database.connector, { max: 4, logger, types: numberTypes });
         }
         return pool;
       },

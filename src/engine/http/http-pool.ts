@@ -1,6 +1,7 @@
 import type { Connector } from "../db/connector.ts";
 import { createPool, type Pool } from "../db/pool.ts";
 import type { Logger } from "../log.ts";
+import { numberTypes } from "../db/number-types.ts";
 
 // The HTTP endpoint's own connections. Its readers are unauthenticated and polled (a
 // dashboard left open, scrapers, probes), so they never take a connection a job needs: at
@@ -24,6 +25,8 @@ export function createHttpPool(connector: Connector, options: { logger: Logger; 
     queryTimeoutMillis: HTTP_STATEMENT_TIMEOUT_MS + 1000,
     // Short statements over small results: JIT compilation would cost more than it saves.
     settings: { statement_timeout: String(HTTP_STATEMENT_TIMEOUT_MS), jit: "off" },
+    // Counts and ids as JSON numbers, as in the CLI's --json.
+    types: numberTypes,
     logger: options.logger,
     applicationName: options.applicationName,
   });

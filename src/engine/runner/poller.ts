@@ -40,6 +40,7 @@ export function pollForWorkers(options: { events: WorkerEvents; workerPool: () =
     worker: {
       hooks: {
         startWorker(_ctx, { worker }) {
+          if (shuttingDown) return;
           const turn = previousFirstLook;
           previousFirstLook = new Promise<void>((resolve) => firstLooks.set(worker, resolve));
           return turn;
@@ -59,6 +60,17 @@ export function pollForWorkers(options: { events: WorkerEvents; workerPool: () =
   events.on("job:start", onStart);
   events.on("worker:getJob:empty", onEmpty);
   events.on("worker:getJob:error", firstLookEnded);
+  // A worker released before its first look never takes its turn: the next must not wait for it.
+  events.on("worker:release", firstLookEnded);
+  // Shutting down: no worker waits for a turn any more.
+  let shuttingDown = false;
+  const endAllTurns = () => {
+    shuttingDown = true;
+    for (const end of firstLooks.values()) end();
+    firstLooks.clear();
+  };
+  events.on("pool:gracefulShutdown", endAllTurns);
+  events.on("pool:forcefulShutdown", endAllTurns);
 
   const schedule = () => {
     if (stopped) return;
@@ -81,11 +93,13 @@ export function pollForWorkers(options: { events: WorkerEvents; workerPool: () =
     stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
-      for (const end of firstLooks.values()) end();
-      firstLooks.clear();
+      endAllTurns();
       events.off("job:start", onStart);
       events.off("worker:getJob:empty", onEmpty);
       events.off("worker:getJob:error", firstLookEnded);
+      events.off("worker:release", firstLookEnded);
+      events.off("pool:gracefulShutdown", endAllTurns);
+      events.off("pool:forcefulShutdown", endAllTurns);
     },
   };
 }

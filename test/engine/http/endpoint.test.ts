@@ -91,6 +91,11 @@ describe("HTTP endpoint: /healthz, /readyz, /metrics, /api/", () => {
       const api = await get(base, "/api/schedules");
       assert.equal(api.status, 200);
       assert.deepEqual((JSON.parse(api.body) as { job_name: string }[]).map((row) => row.job_name), ["http_broken", "http_ok"]);
+      // Counts and ids are JSON numbers, as in the CLI's --json.
+      const ok = (JSON.parse(api.body) as Record<string, unknown>[]).find((row) => row.job_name === "http_ok")!;
+      for (const field of ["run_count", "success_count", "failure_count"]) assert.equal(typeof ok[field], "number", `${field}: ${JSON.stringify(ok[field])}`);
+      const runs = JSON.parse((await get(base, "/api/runs?limit=5")).body) as { id: unknown; job_id: unknown }[];
+      assert.ok(runs.length > 0 && runs.every((run) => typeof run.id === "number"), JSON.stringify(runs[0]));
       assert.equal((await get(base, "/api/nothing")).status, 404);
       const root = await get(base, "/");
       assert.equal(root.status, 200);
