@@ -3,6 +3,9 @@ import type { Logger } from "../log.ts";
 import { isPermanentConnectError } from "./connection-errors.ts";
 import { SchedulerError } from "../errors.ts";
 import { ConnectionStringError, describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
+
+/** A read-only episode within this long of the last one's end is the same failover settling. */
+const SETTLING_MS = 30_000;
 import { mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
 // The one place a connection to PostgreSQL is made: the node's pool, its session (liveness
@@ -84,6 +87,9 @@ export function createConnector(
   let generation = 0;
   let preferred: HostAddress | null = null;
   let episode: { since: number; host: string } | null = null;
+  // When the last episode ended: one soon after is the same failover still settling (a pooler
+  // handing out a server connection to the old primary), said at debug, not warned again.
+  let episodeEndedAt = -Infinity;
   const keepalive = spec.params.keepalives !== "0";
 
   const hostOrder = (): HostAddress[] => {
@@ -114,8 +120,10 @@ export function createConnector(
     failedUntil.delete(hostLabel(host));
     preferred = host;
     if (episode) {
-      logger?.info({ host: hostLabel(host), readOnlyForMs: Date.now() - episode.since }, `connected to a server that takes writes at ${hostLabel(host)}; the read-only episode is over`);
+      const settling = episode.since - episodeEndedAt < SETTLING_MS;
+      logger?.[settling ? "debug" : "info"]({ host: hostLabel(host), readOnlyForMs: Date.now() - episode.since }, `connected to a server that takes writes at ${hostLabel(host)}; the read-only episode is over`);
       episode = null;
+      episodeEndedAt = Date.now();
     }
     generations.set(client, generation);
     hosts.set(client, host);
@@ -136,7 +144,8 @@ export function createConnector(
       const where = host ? hostLabel(host) : target;
       episode = { since: Date.now(), host: where };
       const reason = error instanceof ServerRoleError ? error.problem : "refuses writes (a standby or a demoted primary)";
-      logger?.warn({ host: where, error: error instanceof Error ? error.message : String(error) }, `database at ${where} ${reason}; reconnecting to the primary`);
+      const settling = episode.since - episodeEndedAt < SETTLING_MS;
+      logger?.[settling ? "debug" : "warn"]({ host: where, error: error instanceof Error ? error.message : String(error) }, `database at ${where} ${reason}; reconnecting to the primary`);
     }
     for (const listener of listeners) listener();
   }

@@ -216,8 +216,6 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     every(crontabPollMs, "task folder reload", refreshTasks);
   }
 
-  log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
-
   let stopping: Promise<void> | null = null;
   const hurry = new AbortController();
   const shutdownGraceMs = options.shutdownGraceMs ?? config.SCHEDULER_SHUTDOWN_GRACE_MS;
@@ -304,6 +302,8 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     const url = dashboardUrl(http.address);
     log.info({ dashboard: url }, `dashboard: ${url} (${prepared.httpToken ? "actions enabled with the token in SCHEDULER_HTTP_TOKEN" : "read-only; set SCHEDULER_HTTP_TOKEN for actions"})`);
   }
+  // Said once everything is up, its HTTP endpoint included: whoever waits for this line may use it.
+  log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
 
   return {
     nodeId,
