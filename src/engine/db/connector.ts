@@ -3,10 +3,10 @@ import type { Logger } from "../log.ts";
 import { isPermanentConnectError } from "./connection-errors.ts";
 import { SchedulerError } from "../errors.ts";
 import { ConnectionStringError, describeSpec, parseConnectionString, urlForHost, type ConnectionSpec, type HostAddress, type TargetSessionAttrs } from "./connection-string.ts";
+import { mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
 /** A read-only episode within this long of the last one's end is the same failover settling. */
 const SETTLING_MS = 30_000;
-import { mismatch, readServerState, ServerRoleError, stateFromStatuses } from "./server-role.ts";
 
 // The one place a connection to PostgreSQL is made: the node's pool, its session (liveness
 // lock, heartbeat, every LISTEN) and the CLI's pool all get their clients here. It reads
