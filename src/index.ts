@@ -29,9 +29,11 @@ export interface ScheduledJob {
   next_run: Date | null;
   last_status: "running" | "success" | "failed" | "abandoned" | null;
   last_error: string | null;
+  /** Runs: ticks and manual runs, each once however many attempts it took (bigint, as pg reads it). */
   run_count: string;
   description: string | null;
   last_duration_ms: number | null;
+  /** Attempts that succeeded, and attempts that failed or were abandoned. */
   success_count: string;
   failure_count: string;
   paused_at: Date | null;
@@ -40,4 +42,19 @@ export interface ScheduledJob {
   paused_as: string | null;
   paused_by: string | null;
   pause_reason: string | null;
+  timezone: string;
+  overlap: "queue_one" | "skip" | "allow";
+  jitter_ms: number;
+  skipped_count: string;
+  /** A tick has waited longer than grace_ms (plus the jitter) with no run started, no later tick, and not recorded missed. */
+  late: boolean;
+  late_since: Date | null;
+  grace_ms: number;
+  missed_count: string;
+  /** Whether the last run was a dry run (it changed nothing); null before the first. */
+  last_run_dry_run: boolean | null;
+  /** When the last success that did the entry's work finished (a dry run only for an entry whose own payload is one). */
+  last_success: Date | null;
+  /** Every attempt of every run (a retry is one more). */
+  attempt_count: string;
 }

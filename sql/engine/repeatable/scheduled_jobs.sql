@@ -3,8 +3,13 @@
 -- src/engine/db/repeatables.ts): `create or replace view` may only append columns, so a new
 -- column goes at the end, and dropping or renaming one needs a numbered migration that drops
 -- the view first. Columns, in order: those of 002, then (007) duration, counts, pause details,
--- payload, (020) zone, overlap, jitter, skipped ticks, (021) late, late_since, grace, missed.
+-- payload, (020) zone, overlap, jitter, skipped ticks, (021) late, late_since, grace, missed,
+-- (034) whether the last run was a dry run, the last success, attempts.
 -- Missed and skipped ticks are not runs: last_run, last_status and run_count leave them out.
+-- run_count counts runs (ticks and manual runs), attempt_count their attempts (a retry is one
+-- more); success_count and failure_count count attempts by outcome. last_success is the last
+-- success that did the entry's work: a dry run is one only for an entry whose own payload is a
+-- dry run.
 -- Counts are lifetime totals and the last runs are pointers, both kept in job_stats by
 -- triggers on job_runs (sql/engine/025), so reading this view does not grow with the history.
 -- Lateness and the next run: `since` is what scheduler.overdue_tick starts from (the last tick
@@ -40,7 +45,10 @@ select
   p.job_name is null and ticks.overdue as late,
   case when p.job_name is null and ticks.overdue then due.tick end as late_since,
   s.grace_ms,
-  coalesce(st.missed, 0) as missed_count
+  coalesce(st.missed, 0) as missed_count,
+  last_run.dry_run as last_run_dry_run,
+  st.last_success_at as last_success,
+  coalesce(st.attempts, 0) as attempt_count
 from scheduler.schedules s
 -- Pauses and resumes of the entry and of its task, joined (not probed row by row); the
 -- entry's own pause wins over its task's.

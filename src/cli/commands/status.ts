@@ -4,6 +4,12 @@ import { formatCell, renderTable, toJson } from "../table.ts";
 
 const START_DELAY = readSql(import.meta.url, "start_delay.sql");
 
+/** Runs, and beside them the ticks that were not runs: skipped by ?overlap=skip, missed. */
+function runsCell(row: { run_count: number; skipped_count: number; missed_count: number }): string {
+  const notRun = [Number(row.skipped_count) > 0 ? `${row.skipped_count} skipped` : "", Number(row.missed_count) > 0 ? `${row.missed_count} missed` : ""].filter(Boolean);
+  return notRun.length > 0 ? `${row.run_count} (${notRun.join(", ")})` : String(row.run_count);
+}
+
 export const statusCommand: Command = {
   name: "status",
   readsOnly: true,
@@ -13,17 +19,20 @@ export const statusCommand: Command = {
 ENABLED is "PAUSED" when the entry or its task is paused (every run would be skipped, so
 there is no next run); who paused it, when and why follow the table. TZ is the zone the
 SCHEDULE is read in (?tz=, else SCHEDULER_TIMEZONE); times are UTC. NEXT RUN is the tick
-(an entry with ?jitter= starts up to that much later). RUNS counts runs; ticks skipped by
-?overlap=skip and ticks missed (no node was running, and fill= did not reach back) are
-counted apart. LATE is "LATE" while a tick has waited longer than the entry's grace
-(?grace=, 60s by default) with no run started for it or a later tick.`,
+(an entry with ?jitter= starts up to that much later). STATUS is the last run's, "(dry run)"
+when it changed nothing (the last success that did the entry's work follows the table). RUNS
+counts runs (ticks and manual runs), with the ticks skipped by ?overlap=skip and the ticks
+missed (no node was running, and fill= did not reach back) apart; ATTEMPTS counts their
+attempts (each retry is one more) and how many failed. LATE is "LATE" while a tick has
+waited longer than the entry's grace (?grace=, 60s by default) with no run started for it, a
+later tick, or the tick recorded missed.`,
   options: { json: { type: "boolean" } },
   async run(ctx, args) {
     const pool = await ctx.pool();
     const { rows } = await pool.query(
-      `select job_name, task, schedule, timezone, overlap, jitter_ms, enabled, last_run, last_status, next_run, run_count, success_count,
-              failure_count, skipped_count, missed_count, late, late_since, grace_ms, last_duration_ms, last_error, description, paused_as,
-              paused_at, paused_by, pause_reason
+      `select job_name, task, schedule, timezone, overlap, jitter_ms, enabled, last_run, last_status, last_run_dry_run, last_success, next_run,
+              run_count, attempt_count, success_count, failure_count, skipped_count, missed_count, late, late_since, grace_ms, last_duration_ms,
+              last_error, description, paused_as, paused_at, paused_by, pause_reason
        from scheduled_jobs order by job_name`,
     );
     const nodes = await pool.query(
@@ -56,7 +65,9 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
           ...row,
           enabled: row.enabled ? "yes" : "PAUSED",
           late: row.late ? "LATE" : "",
-          runs: `${row.run_count} (${row.failure_count} failed${Number(row.skipped_count) > 0 ? `, ${row.skipped_count} skipped` : ""}${Number(row.missed_count) > 0 ? `, ${row.missed_count} missed` : ""})`,
+          last_status: row.last_status && row.last_run_dry_run ? `${row.last_status} (dry run)` : row.last_status,
+          runs: runsCell(row),
+          attempts: `${row.attempt_count} (${row.failure_count} failed)`,
         })),
         [
           { key: "job_name", header: "JOB" },
@@ -69,12 +80,16 @@ counted apart. LATE is "LATE" while a tick has waited longer than the entry's gr
           { key: "next_run", header: "NEXT RUN" },
           { key: "late", header: "LATE" },
           { key: "runs", header: "RUNS" },
+          { key: "attempts", header: "ATTEMPTS" },
         ],
       ),
     );
     for (const row of rows.filter((candidate) => candidate.paused_as)) {
       const what = row.paused_as === row.job_name ? "paused" : `paused through its task '${row.paused_as}'`;
       ctx.print(`\n${row.job_name}: ${what} by ${row.paused_by ?? "?"} at ${formatCell(row.paused_at)}${row.pause_reason ? `: ${row.pause_reason}` : ""}`);
+    }
+    for (const row of rows.filter((candidate) => candidate.last_run_dry_run)) {
+      ctx.print(`\n${row.job_name}: its last run was a dry run (it changed nothing); last success that did its work: ${row.last_success ? formatCell(row.last_success) : "never"}`);
     }
     for (const row of rows.filter((candidate) => candidate.late)) {
       ctx.print(`\n${row.job_name}: late: its tick at ${formatCell(row.late_since)} has not started after a grace of ${Number(row.grace_ms) / 1000}s`);

@@ -22,14 +22,23 @@ const KNOWN_CRONTABS = readSql(import.meta.url, "known_crontabs.sql");
 const KNOW_CRONTABS = readSql(import.meta.url, "know_crontabs.sql");
 const QUEUE_TICK = readSql(import.meta.url, "queue_tick.sql");
 const RECORD_CATCHUP_MISSED = readSql(import.meta.url, "record_catchup_missed.sql");
+const RECORD_PASSED_TICKS = readSql(import.meta.url, "record_passed_ticks.sql");
 /** Named like graphile-worker's bookkeeping statements, which the patient pool may re-send (graphile/internals.ts). */
 const QUEUE_TICK_STATEMENT = "cron_tick/scheduler";
 
 const MINUTE = 60_000;
 /** graphile-worker's cron retries as long as it runs, at most a minute apart. */
 const RETRY_CAP_MS = 60_000;
+/**
+ * How long after a tick a live node has surely queued it. A starting node records the ticks
+ * before its start that nobody queued as missed: those older than this at once, the others
+ * this long after its start (another node's loop may be queueing them right now).
+ */
+const QUEUED_WITHIN_MS = 10_000;
 
 export interface CronLoop {
+  /** Resolves once the loop's start has run (backfill, passed ticks recorded) or failed the first time. */
+  ready: Promise<void>;
   /** Stops the loop; resolves once a tick being queued is written. */
   stop(): Promise<void>;
 }
@@ -91,9 +100,11 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
   const { pool, items, now, events, logger } = options;
   const catchesUpLatest = (item: ParsedCronItem) => (item.payload as Record<string, unknown> | null)?._catchup === "latest";
   let timer: NodeJS.Timeout | null = null;
+  let passedTimer: NodeJS.Timeout | null = null;
   let stopped = false;
   let failures = 0;
   let inFlight: Promise<void> = Promise.resolve();
+  let passInFlight: Promise<void> = Promise.resolve();
   /** The next tick to queue (a whole minute). */
   let next = 0;
 
@@ -154,9 +165,26 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
     }
   }
 
+  /** Ticks before `beforeMs` that no node queued (and fill= did not reach): recorded missed, once, so the entry is not shown late for them. */
+  async function recordPassedTicks(beforeMs: number): Promise<void> {
+    const identifiers = items.map((item) => item.identifier);
+    if (identifiers.length === 0) return;
+    const { rows } = await pool.query<{ entries: number }>(RECORD_PASSED_TICKS, [identifiers, new Date(beforeMs).toISOString(), options.nodeId ?? null]);
+    const entries = rows[0]?.entries ?? 0;
+    if (entries > 0) logger.info({ entries, before: new Date(beforeMs).toISOString() }, `ticks of ${entries} crontab entr${entries === 1 ? "y" : "ies"} passed while no node ran them; recorded as missed`);
+  }
+
   async function begin(): Promise<void> {
     const startMs = now();
     await backfill(startMs);
+    await recordPassedTicks(startMs - QUEUED_WITHIN_MS);
+    if (passedTimer) clearTimeout(passedTimer);
+    passedTimer = setTimeout(() => {
+      passedTimer = null;
+      if (stopped) return;
+      passInFlight = recordPassedTicks(startMs).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, "recording the ticks passed before this node's start failed; the entry's next tick records them"));
+    }, QUEUED_WITHIN_MS);
+    passedTimer.unref?.();
     // A start on a whole minute queues that minute live (backfill stops before it).
     next = ceilMinute(startMs);
     after(next - now(), tick);
@@ -186,12 +214,16 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
   // At once, as graphile-worker's runner starts its cron: a node stopped right after its start
   // has made its entries known (and stop() waits for that).
   run(begin);
+  const ready = inFlight;
   return {
+    ready,
     async stop() {
       stopped = true;
       if (timer) clearTimeout(timer);
+      if (passedTimer) clearTimeout(passedTimer);
       timer = null;
-      await inFlight;
+      passedTimer = null;
+      await Promise.all([inFlight, passInFlight]);
     },
   };
 }

@@ -302,6 +302,9 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     const url = dashboardUrl(http.address);
     log.info({ dashboard: url }, `dashboard: ${url} (${prepared.httpToken ? "actions enabled with the token in SCHEDULER_HTTP_TOKEN" : "read-only; set SCHEDULER_HTTP_TOKEN for actions"})`);
   }
+  // The cron's start has recorded the ticks passed while no node ran (or failed and retries):
+  // from here the schedules' late flags are true ones.
+  await cron.ready;
   // Said once everything is up, its HTTP endpoint included: whoever waits for this line may use it.
   log.info({ host, concurrency, tasks: [...tasks.names()].sort(), crontab: crontab.path, schedules: entries.map((entry) => entry.identifier) }, "scheduler started");
 

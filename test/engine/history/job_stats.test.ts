@@ -23,7 +23,9 @@ const BEFORE_025 = fs.readFileSync(path.join(projectRoot, "bench/fixtures/before
 const COMPARED = `job_name, task, schedule, enabled, last_run, next_run, last_status, last_error, run_count, last_duration_ms,
   success_count, failure_count, paused_as, skipped_count, late, late_since, missed_count`;
 const before025 = `select ${COMPARED} from (${BEFORE_025}) v order by job_name`;
-const now025 = `select ${COMPARED} from scheduled_jobs order by job_name`;
+// What 024 called run_count counted attempts: scheduled_jobs has them as attempt_count now
+// (sql/engine/034), and run_count counts runs (first attempts).
+const now025 = `select ${COMPARED.replace("run_count", "attempt_count as run_count")} from scheduled_jobs order by job_name`;
 
 /** A crontab whose ticks are hours away from now in every zone used, so no tick passes while the test runs. */
 async function crontabAwayFromNow(db: { pool: { query: (text: string) => Promise<{ rows: { h: number; m: number }[] }> } }): Promise<string> {
@@ -80,8 +82,15 @@ describe("job_stats: lifetime totals and last runs kept by job_runs' triggers", 
 
     await migratePlan(db.pool, testLogger, schemaPlanOf([]));
     assert.deepEqual((await db.pool.query(now025)).rows, expected);
-    const { rows: [gone] } = await db.pool.query("select runs, successes from scheduler.job_stats where job_name = 'gone_entry'");
-    assert.deepEqual(gone, { runs: "7", successes: "7" }, "a job with only pruned runs keeps its totals");
+    const { rows: [gone] } = await db.pool.query("select runs, attempts, successes from scheduler.job_stats where job_name = 'gone_entry'");
+    assert.deepEqual(gone, { runs: "7", attempts: "7", successes: "7" }, "a job with only pruned runs keeps its totals (each pruned attempt counted a run)");
+    // Runs: the first attempts the history holds, plus the pruned attempts (not known apart).
+    const { rows: runs } = await db.pool.query(`
+      select s.job_name, v.run_count, count(r.id) filter (where r.status not in ('skipped', 'missed') and r.attempt <= 1) + case when s.job_name = 'daily_utc' then 100 else 0 end as first_attempts
+      from scheduler.schedules s join scheduled_jobs v using (job_name) left join scheduler.job_runs r on r.job_name = s.job_name
+      group by s.job_name, v.run_count order by 1`);
+    for (const row of runs) assert.equal(row.run_count, row.first_attempts, row.job_name);
+    assert.ok(runs.some((row) => Number(row.run_count) > 0 && Number(row.run_count) < Number(expected.find((e) => e.job_name === row.job_name).run_count)), "retries are not runs");
   });
 
   it("keeps them exact as runs are recorded, finish, are abandoned in bulk and pruned, and keeps lifetime counts after pruning", async (t) => {
@@ -112,12 +121,13 @@ describe("job_stats: lifetime totals and last runs kept by job_runs' triggers", 
     await recordOutcome(db.pool, start("daily_utc", null), { status: "skipped", result: { itemsProcessed: 0, itemsFailed: 0, message: "overlap" } });
 
     const recount = `
-      select job_name, count(*) filter (where status not in ('skipped', 'missed')) as runs, count(*) filter (where status = 'success') as successes,
+      select job_name, count(*) filter (where status not in ('skipped', 'missed') and attempt <= 1) as runs,
+             count(*) filter (where status not in ('skipped', 'missed')) as attempts, count(*) filter (where status = 'success') as successes,
              count(*) filter (where status in ('failed', 'abandoned')) as failures, count(*) filter (where status = 'skipped') as skipped,
              count(*) filter (where status = 'missed') as missed, max(finished_at) filter (where status = 'success') as last_success_at,
-             max(scheduled_for) filter (where status <> 'missed') as last_tick
+             max(scheduled_for) as last_tick
       from scheduler.job_runs group by job_name order by job_name`;
-    const totals = "select job_name, runs, successes, failures, skipped, missed, last_success_at, last_tick from scheduler.job_stats where runs + skipped + missed > 0 order by job_name";
+    const totals = "select job_name, runs, attempts, successes, failures, skipped, missed, last_success_at, last_tick from scheduler.job_stats where attempts + skipped + missed > 0 order by job_name";
     assert.deepEqual((await db.pool.query(totals)).rows, (await db.pool.query(recount)).rows);
     assert.deepEqual((await db.pool.query(now025)).rows, (await db.pool.query(before025)).rows, "scheduled_jobs as the whole history says");
 

@@ -36,9 +36,10 @@ async function seed(): Promise<void> {
     ('198.51.100.9', 'manual', now() - interval '2 days', null, true, 'manual'),
     ('192.0.2.44', 'old', now() - interval '20 days', now() - interval '6 days', false, 'behavioral_analysis')`);
   await q("select scheduler.pause_job('malicious_ip_blacklist', 'tuning the datacenter ranges', 'ops@example')");
-  // 35 runs of one schedule, of every status: the sparkline shows the last 30, oldest first.
-  await q(`insert into scheduler.job_runs (job_name, task, node_id, started_at, finished_at, duration_ms, status, error, message)
-    select 'cleanup_empty_contexts', 'cleanup_empty_contexts', 'seeded', now() - make_interval(hours => 40 - i), now() - make_interval(hours => 40 - i), 10 * i,
+  // 35 attempts of one schedule, of every status (each success after a failure its retry): the
+  // sparkline shows the last 30, oldest first.
+  await q(`insert into scheduler.job_runs (job_name, task, node_id, attempt, started_at, finished_at, duration_ms, status, error, message)
+    select 'cleanup_empty_contexts', 'cleanup_empty_contexts', 'seeded', case when i % 5 = 2 then 2 else 1 end, now() - make_interval(hours => 40 - i), now() - make_interval(hours => 40 - i), 10 * i,
            (array['success', 'failed', 'success', 'skipped', 'abandoned'])[1 + i % 5], case when i % 5 = 1 then 'boom ' || i end, 'seeded ' || i
     from generate_series(1, 35) i`);
   // Two ticks no node ran, older than those 35 runs (not in its sparkline).
@@ -136,6 +137,16 @@ describe("dashboard in headless Chromium", () => {
       const spark = await q<{ status: string }>("select status from (select status, started_at, id from scheduler.job_runs where job_name = 'cleanup_empty_contexts' order by started_at desc, id desc limit 30) r order by started_at, id");
       const runs = await q<{ id: string }>("select id from scheduler.job_runs order by started_at desc, id desc limit 50");
       const now = await historyFingerprint();
+      // Runs and attempts apart; a last run that was a dry run labelled, with the last success that did the work.
+      const counts = await q<{ job_name: string; run_count: number; attempt_count: number; failure_count: number; last_run_dry_run: boolean | null }>(
+        "select job_name, run_count, attempt_count, failure_count, last_run_dry_run from scheduled_jobs order by job_name");
+      const shownCounts = await page.locator('#schedules tr[data-job] [data-field="counts"]').allInnerTexts();
+      const shownDry = await page.locator("#schedules tr[data-job]").evaluateAll((rows) => rows.filter((row) => row.querySelector('[data-field="last_success"]')).map((row) => row.getAttribute("data-job")));
+      if (await historyFingerprint() === history) {
+        counts.forEach((row, i) => assert.match(shownCounts[i]!, new RegExp(`^${row.run_count} runs? · ${row.attempt_count} attempts? \\(${row.failure_count} failed\\)`), row.job_name));
+        assert.deepEqual(shownDry, counts.filter((row) => row.last_run_dry_run).map((row) => row.job_name), "dry runs labelled as scheduled_jobs says");
+        assert.ok(counts.some((row) => Number(row.attempt_count) > Number(row.run_count)), "the seeded retries are attempts, not runs");
+      }
       if (now === history) {
         assert.deepEqual(bars, spark.map((row) => row.status), "the last 30 runs, oldest first, by status");
         assert.ok(bars.includes("skipped") && bars.includes("abandoned") && bars.includes("failed"));

@@ -164,6 +164,74 @@ describe("missed ticks: recorded once, where graphile-worker's cron jumps over t
   });
 });
 
+describe("a node starting after ticks passed while no node ran", () => {
+  it("records them missed at once, from the entry's publication for one that never ran, and shows no entry late for them", async () => {
+    // An every-minute and an every-10-minutes entry that never ran, and one that had.
+    const crontab = "* * * * * tick ?id=never_minutely\n*/10 * * * * tick ?id=never_ten\n* * * * * tick ?id=ran_before\n";
+    const options: SchedulerOptions = { connectionString: db.connectionString, platform: false, taskDirectory: null, jobs: [tick], logger: testLogger, bootstrapJobs: [], concurrency: 2, crontab, http: "127.0.0.1:0" };
+    const first = await startScheduler(options);
+    await first.stop();
+    // That node published the entries and was stopped before their first tick; every node then
+    // stayed down for 25 minutes (the state it left, dated back). ran_before last ran 30 minutes ago.
+    const ids = ["never_minutely", "never_ten", "ran_before"];
+    await db.pool.query("delete from scheduler.job_runs where job_name = any ($1)", [ids]);
+    await db.pool.query("delete from graphile_worker._private_jobs");
+    await db.pool.query("update scheduler.schedules set updated_at = now() - interval '25 minutes' where job_name = any ($1)", [ids]);
+    await db.pool.query("update graphile_worker._private_known_crontabs set known_since = now() - interval '25 minutes', last_execution = null where identifier = any ($1)", [ids]);
+    await db.pool.query("update graphile_worker._private_known_crontabs set last_execution = date_trunc('minute', now()) - interval '30 minutes' where identifier = 'ran_before'");
+    await db.pool.query("update scheduler.schedules set updated_at = now() - interval '1 hour' where job_name = 'ran_before'");
+    const { rows: [{ published }] } = await db.pool.query("select updated_at as published from scheduler.schedules where job_name = 'never_minutely'");
+
+    const node = await startScheduler(options);
+    running.push(node);
+    const { rows: [{ startedAt }] } = await db.pool.query("select now() as \"startedAt\"");
+    // Started: every tick older than 10 s is recorded missed already, and no entry is late.
+    for (const id of ids) {
+      const row = await view(id);
+      assert.equal(row.late, false, `${id}: not late for ticks no node could run`);
+      assert.equal(row.late_since, null);
+    }
+    const expectedTicks = (everyMinutes: number, fromMs: number, beforeMs: number) => {
+      const ticks: number[] = [];
+      for (let at = Math.ceil(fromMs / MINUTE) * MINUTE; at < beforeMs; at += MINUTE) if (new Date(at).getUTCMinutes() % everyMinutes === 0) ticks.push(at);
+      return ticks;
+    };
+    const startMs = startedAt.getTime();
+    const settled = (ticks: number[], expected: number[]) => {
+      // The ticks of the last 10 s before the start are recorded 10 s after it (another node may be queueing them).
+      const older = expected.filter((at) => at < startMs - 15_000);
+      return older.every((at) => ticks.includes(at)) && ticks.every((at) => expected.includes(at));
+    };
+    const minutely = await missedTicks("never_minutely");
+    const minutelyExpected = expectedTicks(1, published.getTime(), startMs);
+    assert.ok(minutely.length >= 24 && settled(minutely, minutelyExpected), `never_minutely: ${minutely.map((at) => new Date(at).toISOString())}`);
+    const ten = await missedTicks("never_ten");
+    assert.ok(ten.length >= 2 && settled(ten, expectedTicks(10, published.getTime(), startMs)), `never_ten: ${ten.map((at) => new Date(at).toISOString())}`);
+    const ranBefore = await missedTicks("ran_before");
+    assert.ok(ranBefore.length >= 29 && settled(ranBefore, expectedTicks(1, startMs - 30 * MINUTE + 1, startMs)), `ran_before: ${ranBefore.length}`);
+
+    // Ten seconds on, the rest before the start is recorded too: each tick once, none twice.
+    await eventually(async () => (await missedTicks("never_minutely")).length === minutelyExpected.length, { timeoutMs: 20_000, what: "the ticks of the last 10 s before the start recorded" });
+    assert.deepEqual(await missedTicks("never_minutely"), minutelyExpected);
+    assert.equal(Number((await view("never_minutely")).missed_count), minutelyExpected.length);
+    // The bookkeeping moved past them: no node queues one of them later (a fill= backfill included).
+    const { rows: [known] } = await db.pool.query("select last_execution from graphile_worker._private_known_crontabs where identifier = 'never_minutely'");
+    assert.ok(known.last_execution.getTime() >= minutelyExpected.at(-1)!, "last_execution at or after the newest missed tick");
+
+    const status = await runCliProcess(["status"], { DATABASE_URL: db.connectionString });
+    assert.equal(status.code, 0, status.stderr);
+    assert.doesNotMatch(status.stdout, /^(never_|ran_before).*LATE/m);
+    assert.match(status.stdout, new RegExp(`^never_ten .*${ten.length} missed`, "m"));
+    // The cluster gauges of a fresh node may take a scrape or two to arrive (see above).
+    let text = "";
+    await eventually(async () => {
+      text = await (await fetch(`http://${node.httpAddress}/metrics`)).text();
+      return /^scheduler_schedule_late\{schedule="never_minutely"\} /m.test(text);
+    }, { timeoutMs: 15_000, what: "the cluster gauges in /metrics" });
+    for (const id of ids) assert.match(text, new RegExp(`^scheduler_schedule_late\\{schedule="${id}"\\} 0$`, "m"));
+  });
+});
+
 describe("late schedules", () => {
   it("is late once a tick has waited longer than grace + jitter with no run started for it or a later tick", async () => {
     await publish("0 * * * * tick ?id=hourly\n* * * * * tick ?id=strict&grace=5s\n* * * * * tick ?id=patient&grace=1h\n0 * * * * tick ?id=held\n");
@@ -188,9 +256,12 @@ describe("late schedules", () => {
 
     assert.equal((await view("patient")).late, false, "grace=1h: not yet");
     assert.equal((await view("strict")).late, true);
-    // A missed tick is not a started run: the entry stays late until a later tick runs.
-    await db.pool.query("insert into scheduler.job_runs (job_name, task, scheduled_for, started_at, status) values ('strict', 'tick', date_trunc('minute', now()), date_trunc('minute', now()), 'missed')");
-    assert.equal((await view("strict")).late, true);
+    // A tick recorded missed is handled: it is no longer late for it, but it is for the ticks
+    // after it that have waited past their grace.
+    const { rows: [missedTick] } = await db.pool.query("insert into scheduler.job_runs (job_name, task, scheduled_for, started_at, status) values ('strict', 'tick', date_trunc('minute', now()) - interval '3 minutes', date_trunc('minute', now()) - interval '3 minutes', 'missed') returning scheduled_for");
+    const strictNow = await view("strict");
+    assert.equal(strictNow.late, true);
+    assert.equal(strictNow.late_since.getTime(), missedTick.scheduled_for.getTime() + MINUTE, "late since the tick after the missed one");
 
     // Paused: not late; resumed: the ticks that fell in the pause were not due.
     await db.pool.query("select scheduler.pause_job('held', 'disk full')");

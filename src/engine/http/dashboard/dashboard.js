@@ -42,9 +42,22 @@ function actionsFor(row) {
   return el("div", { class: "buttons" }, buttons);
 }
 
+const plural = (n, word) => `${n} ${word}${Number(n) === 1 ? "" : "s"}`;
+
+/** Runs (ticks and manual runs) and their attempts apart: a run retried twice is one run, three attempts. */
+function countsOf(row) {
+  const notRun = [Number(row.skipped_count) > 0 ? `${row.skipped_count} skipped` : null, Number(row.missed_count) > 0 ? `${row.missed_count} missed` : null].filter(Boolean);
+  const text = `${plural(row.run_count ?? 0, "run")} · ${plural(row.attempt_count ?? 0, "attempt")} (${row.failure_count ?? 0} failed)${notRun.length > 0 ? ` · ${notRun.join(", ")}` : ""}`;
+  return el("div", { class: "muted small", "data-field": "counts", text });
+}
+
 function scheduleRow(row) {
+  // A dry run changed nothing: labelled, and the last success that did the entry's work beside it.
+  const dry = row.last_run_dry_run
+    ? [" ", badge("dry run", "dry"), el("div", { class: "muted small", "data-field": "last_success" }, "last real success: ", row.last_success ? when(row.last_success) : "never")]
+    : [];
   const last = row.last_run
-    ? [badge(row.last_status ?? "?"), " ", when(row.last_run), el("span", { class: "muted", text: ` ${duration(row.last_duration_ms)}` })]
+    ? [badge(row.last_status ?? "?"), " ", when(row.last_run), el("span", { class: "muted", text: ` ${duration(row.last_duration_ms)}` }), ...dry]
     : [el("span", { class: "muted", text: "never" })];
   return el(
     "tr",
@@ -52,7 +65,7 @@ function scheduleRow(row) {
     cell("job", "job_name", el("strong", { text: row.job_name }), row.task !== row.job_name ? el("div", { class: "muted small", text: `task ${row.task}` }) : null, row.description ? el("div", { class: "muted small", text: row.description }) : null),
     cell("schedule", "schedule", el("div", { text: row.schedule_words ?? row.schedule }), el("code", { class: "small", text: row.schedule }), el("span", { class: "muted small", "data-field": "timezone", text: ` ${row.timezone ?? "UTC"}` })),
     cell("state", "state", stateOf(row)),
-    cell("last run", "last_run", last, row.last_error ? el("div", { class: "error small", title: row.last_error, text: row.last_error.slice(0, 120) }) : null),
+    cell("last run", "last_run", last, row.last_error ? el("div", { class: "error small", title: row.last_error, text: row.last_error.slice(0, 120) }) : null, countsOf(row)),
     cell("next run", "next_run", row.enabled === false ? el("span", { class: "muted", text: "– (paused)" }) : when(row.next_run)),
     cell("last 30 runs", "recent_runs", sparkline(row.recent_runs ?? [], showRun)),
     cell("", "actions", actionsFor(row)),
