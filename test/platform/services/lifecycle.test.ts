@@ -180,7 +180,8 @@ describe("crashes", () => {
     await new Promise((resolve) => setTimeout(resolve, 400));
     const result = await pass();
     assert.deepEqual(result.actions.map((a) => a.action), ["stop"]);
-    assert.ok(!alive(pid!));
+    assert.deepEqual(result.failed, [], "the stop itself succeeded");
+    assert.ok(!alive(pid!), `pid ${pid} gone after the stop (${JSON.stringify(result.actions)}, row: ${JSON.stringify(await row(db.pool, "mute"))})`);
     const mute = await row(db.pool, "mute");
     assert.equal(mute?.consecutive_failures, 1);
     assert.match(mute?.last_error ?? "", /did not open port/);
