@@ -48,7 +48,16 @@ export async function resolveJob(db: Queryable, name: string, tasks: TaskChecker
   const task = entry?.task ?? name;
   const nodes = await liveNodesFor(db, task, deadAfterMs);
   if (entry || tasks.names().has(name) || nodes.knowing > 0) return { name, task, entry, nodes };
-  throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}';${didYouMean(name, tasks.names()) || " it is neither a task nor an entry"}`, { hint: `tasks: ${[...tasks.names()].sort().join(", ")} (\`status\` lists the entries)`, exitCode: 2 });
+  throw unknownJob(name, tasks.names(), null);
+}
+
+/** The refusal of a name that is neither a task nor a crontab entry: what there is, and the closest. `entries` null: not known here (`status` lists them). */
+export function unknownJob(name: string, taskNames: Iterable<string>, entries: string[] | null): SchedulerError {
+  const tasks = [...taskNames].sort();
+  return new SchedulerError("unknown_job", `no job or crontab entry named '${name}';${didYouMean(name, [...tasks, ...(entries ?? [])]) || " it is neither a task nor an entry"}`, {
+    hint: `tasks: ${tasks.join(", ")}${entries === null ? " (`status` lists the entries)" : `; entries: ${[...entries].sort().join(", ") || "(none)"}`}`,
+    exitCode: 2,
+  });
 }
 
 export function describeRun(request: RunRequest): string {

@@ -10,6 +10,7 @@ import { schemaPlanOf } from "../db/schema-plan.ts";
 import { requireSessionConnection } from "../db/session-check.ts";
 import { projectRoot } from "../db/sql-file.ts";
 import { SchedulerError } from "../errors.ts";
+import { unknownJob } from "./manual.ts";
 import { graphileLoggerFor } from "../log.ts";
 import { startCronLoop } from "../crontab/cron-loop.ts";
 import type { CrontabEntry } from "../crontab/parse.ts";
@@ -35,7 +36,6 @@ import { schedulerMetrics, type SchedulerMetrics } from "../http/metrics.ts";
 import { checkReadiness } from "../http/readiness.ts";
 import { nodeRoutes } from "../http/routes.ts";
 import { startHttpServer, type HttpEndpoint } from "../http/server.ts";
-import { didYouMean } from "../suggest.ts";
 
 export type { QueuedRun, RunJobOptions, SchedulerHandle, SchedulerOptions } from "./options.ts";
 
@@ -316,12 +316,7 @@ export async function launchScheduler(prepared: PreparedScheduler): Promise<Sche
     httpAddress: http ? describeAddress(http.address) : null,
     async runJob(name, payload = {}, runOptions = {}) {
       const entry = entries.find((candidate) => candidate.identifier === name);
-      if (!entry && !tasks.names().has(name)) {
-        throw new SchedulerError("unknown_job", `no job or crontab entry named '${name}';${didYouMean(name, [...tasks.names(), ...entries.map((e) => e.identifier)]) || " it is neither a task nor an entry"}`, {
-          hint: `tasks: ${[...tasks.names()].sort().join(", ")}; entries: ${entries.map((e) => e.identifier).sort().join(", ") || "(none)"}`,
-          exitCode: 2,
-        });
-      }
+      if (!entry && !tasks.names().has(name)) throw unknownJob(name, tasks.names(), entries.map((e) => e.identifier));
       const request = entry ? requestForEntry(entryForRun(entry), payload) : requestForTask(name, payload);
       const problem = tasks.checkPayload(request.task, request.fields);
       if (problem) throw new SchedulerError("invalid_payload", problem, { exitCode: 2 });
