@@ -211,7 +211,10 @@ execute function scheduler.record_missed_ticks();
 -- back) are recorded 'missed' now, and the entries' bookkeeping is advanced past them so that
 -- no node queues them later. Paused entries are left alone. Each entry's bookkeeping row is
 -- locked first: a node queueing one of those ticks at this moment either did (and it is not
--- recorded) or does not (it finds it handled). Returns how many entries had ticks recorded.
+-- recorded) or does not (it finds it handled). A row another node holds (it is queueing that
+-- entry's tick right now) is skipped, never waited for, so this never deadlocks with the
+-- cron's upserts; its entry's ticks are recorded by the next pass or by the trigger above.
+-- Returns how many entries had ticks recorded.
 create function scheduler.record_passed_ticks(p_job_names text[], p_before timestamptz, p_recorder text)
 returns int language plpgsql as $$
 declare
@@ -226,7 +229,7 @@ begin
     where s.job_name = any (p_job_names)
       and not exists (select 1 from scheduler.paused_jobs pj where pj.job_name in (s.job_name, s.task))
     order by s.job_name
-    for update of k
+    for update of k skip locked
   loop
     newest := scheduler.record_missed_between(e.entry, scheduler.first_countable_after(e.entry, e.last_execution, e.known_since), p_before, p_recorder);
     if newest is not null then

@@ -165,13 +165,21 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
     }
   }
 
-  /** Ticks before `beforeMs` that no node queued (and fill= did not reach): recorded missed, once, so the entry is not shown late for them. */
+  /**
+   * Ticks before `beforeMs` that no node queued (and fill= did not reach): recorded missed,
+   * once, so the entry is not shown late for them. Secondary to queueing ticks: a failure is
+   * said, and the loop goes on (the entry's next queued tick records them, sql/engine/021).
+   */
   async function recordPassedTicks(beforeMs: number): Promise<void> {
     const identifiers = items.map((item) => item.identifier);
     if (identifiers.length === 0) return;
-    const { rows } = await pool.query<{ entries: number }>(RECORD_PASSED_TICKS, [identifiers, new Date(beforeMs).toISOString(), options.nodeId ?? null]);
-    const entries = rows[0]?.entries ?? 0;
-    if (entries > 0) logger.info({ entries, before: new Date(beforeMs).toISOString() }, `ticks of ${entries} crontab entr${entries === 1 ? "y" : "ies"} passed while no node ran them; recorded as missed`);
+    try {
+      const { rows } = await pool.query<{ entries: number }>(RECORD_PASSED_TICKS, [identifiers, new Date(beforeMs).toISOString(), options.nodeId ?? null]);
+      const entries = rows[0]?.entries ?? 0;
+      if (entries > 0) logger.info({ entries, before: new Date(beforeMs).toISOString() }, `ticks of ${entries} crontab entr${entries === 1 ? "y" : "ies"} passed while no node ran them; recorded as missed`);
+    } catch (error) {
+      logger.warn({ error: errorMessage(error) }, "recording the ticks passed before this node's start failed; the entries' next queued ticks record them");
+    }
   }
 
   async function begin(): Promise<void> {
@@ -182,7 +190,7 @@ export function startCronLoop(options: CronLoopOptions): CronLoop {
     passedTimer = setTimeout(() => {
       passedTimer = null;
       if (stopped) return;
-      passInFlight = recordPassedTicks(startMs).catch((error: unknown) => logger.warn({ error: errorMessage(error) }, "recording the ticks passed before this node's start failed; the entry's next tick records them"));
+      passInFlight = recordPassedTicks(startMs);
     }, QUEUED_WITHIN_MS);
     passedTimer.unref?.();
     // A start on a whole minute queues that minute live (backfill stops before it).

@@ -232,6 +232,43 @@ describe("a node starting after ticks passed while no node ran", () => {
   });
 });
 
+describe("scheduler.record_passed_ticks, beside a node queueing a tick", () => {
+  it("skips an entry whose bookkeeping row another session holds, never waiting for it, and records the others", async () => {
+    await publish("*/5 * * * * tick ?id=held_row\n*/5 * * * * tick ?id=free_row\n");
+    await db.pool.query("update scheduler.schedules set updated_at = now() - interval '1 hour' where job_name in ('held_row', 'free_row')");
+    for (const id of ["held_row", "free_row"]) await cronQueues(id, await minuteAgo(60));
+    // Another node's cron, in the middle of queueing held_row's tick: its upsert holds the row.
+    const other = await db.pool.connect();
+    try {
+      await other.query("begin");
+      await other.query("update graphile_worker._private_known_crontabs set last_execution = last_execution where identifier = 'held_row'");
+      // A wait for the row would fail on the lock timeout (and the test would not hang).
+      const recorder = await db.pool.connect();
+      let entries: number;
+      try {
+        await recorder.query("begin");
+        await recorder.query("set local lock_timeout = '3s'");
+        entries = (await recorder.query("select scheduler.record_passed_ticks(array['held_row', 'free_row'], now(), 'test') as entries")).rows[0].entries;
+        await recorder.query("commit");
+      } catch (error) {
+        await recorder.query("rollback");
+        throw error;
+      } finally {
+        recorder.release();
+      }
+      assert.equal(entries, 1);
+      assert.ok((await missedTicks("free_row")).length >= 11);
+      assert.deepEqual(await missedTicks("held_row"), []);
+    } finally {
+      await other.query("rollback");
+      other.release();
+    }
+    // The next pass, the row free again, records the held entry's ticks too; once each.
+    await db.pool.query("select scheduler.record_passed_ticks(array['held_row', 'free_row'], now(), 'test')");
+    assert.deepEqual(await missedTicks("held_row"), await missedTicks("free_row"));
+  });
+});
+
 describe("late schedules", () => {
   it("is late once a tick has waited longer than grace + jitter with no run started for it or a later tick", async () => {
     await publish("0 * * * * tick ?id=hourly\n* * * * * tick ?id=strict&grace=5s\n* * * * * tick ?id=patient&grace=1h\n0 * * * * tick ?id=held\n");
