@@ -26,8 +26,11 @@ const cleanup = defineJob({
   },
 });
 
-// Ticks hours away, so that none passes while the test runs.
-const crontab = `0 3 * * * cleanup ?id=nightly\n0 4 * * * cleanup ?id=nightly_preview {"enforce": false}\n`;
+/** Daily entries whose ticks are hours away from now, so that none passes while the test runs. */
+async function crontabAwayFromNow(): Promise<string> {
+  const { rows: [at] } = await db.pool.query("select extract(hour from now() + interval '6 hours')::int as h, extract(minute from now())::int as m");
+  return `${at.m} ${at.h} * * * cleanup ?id=nightly\n${at.m} ${(at.h + 1) % 24} * * * cleanup ?id=nightly_preview {"enforce": false}\n`;
+}
 
 let node: SchedulerHandle | undefined;
 after(async () => {
@@ -46,7 +49,7 @@ interface Shown {
 
 describe("runs, attempts and dry runs, as an operator reads them", () => {
   it("counts a retried run once with its attempts apart, labels a dry run, and keeps the last success for a run that did the work", async () => {
-    node = await startScheduler({ connectionString: db.connectionString, platform: false, taskDirectory: null, jobs: [cleanup], logger: testLogger, bootstrapJobs: [], concurrency: 2, crontab, http: "127.0.0.1:0", metricsCacheMs: 0 });
+    node = await startScheduler({ connectionString: db.connectionString, platform: false, taskDirectory: null, jobs: [cleanup], logger: testLogger, bootstrapJobs: [], concurrency: 2, crontab: await crontabAwayFromNow(), http: "127.0.0.1:0", metricsCacheMs: 0 });
 
     // One run that fails its first attempt and succeeds on its retry.
     const first = await node.runJob("nightly", {});
